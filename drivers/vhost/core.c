@@ -1,0 +1,1256 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kvmx virtqueue core: vhost ioctls, workers, rings, notifications and the
+ * dirty log, shared by every kvmx device through exported symbols.
+ *
+ * Locking: dev->mutex (owner, features, memory table, log, workers) is
+ * taken before any vq->mutex. A vq's handler runs on its worker with only
+ * vq->mutex held, so nothing may flush a worker while holding a vq->mutex.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/cgroup.h>
+#include <linux/file.h>
+#include <linux/highmem.h>
+#include <linux/kthread.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/nospec.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/vhost_types.h>
+
+#include "kvmx_vhost.h"
+
+#define KVMX_WORK_QUEUED	0
+#define KVMX_MAX_WORKERS	64
+
+static unsigned int max_mem_regions = 64;
+module_param(max_mem_regions, uint, 0444);
+MODULE_PARM_DESC(max_mem_regions,
+		 "Most regions VHOST_SET_MEM_TABLE accepts (default 64, as vhost)");
+
+/* ---- workers ---------------------------------------------------------- */
+
+static int kvmx_worker_fn(void *data)
+{
+	struct kvmx_worker *worker = data;
+	struct kvmx_work *work, *next;
+	struct llist_node *node;
+
+	/* Guest memory is the owner's memory: work runs in its mm. */
+	kthread_use_mm(worker->dev->mm);
+	for (;;) {
+		set_current_state(TASK_INTERRUPTIBLE);
+		node = llist_del_all(&worker->work_list);
+		if (!node) {
+			if (kthread_should_stop()) {
+				__set_current_state(TASK_RUNNING);
+				break;
+			}
+			schedule();
+			continue;
+		}
+		__set_current_state(TASK_RUNNING);
+		/* llist is LIFO; run work in the order it was queued. */
+		node = llist_reverse_order(node);
+		llist_for_each_entry_safe(work, next, node, node) {
+			/*
+			 * Clear before running so a kick arriving while the
+			 * handler runs queues it again instead of being lost.
+			 */
+			clear_bit(KVMX_WORK_QUEUED, &work->flags);
+			/* Pairs with test_and_set_bit() in kvmx_worker_queue(). */
+			smp_mb__after_atomic();
+			work->fn(work);
+			cond_resched();
+		}
+	}
+	kthread_unuse_mm(worker->dev->mm);
+	return 0;
+}
+
+static void kvmx_worker_queue(struct kvmx_worker *worker, struct kvmx_work *work)
+{
+	if (!test_and_set_bit(KVMX_WORK_QUEUED, &work->flags)) {
+		llist_add(&work->node, &worker->work_list);
+		wake_up_process(worker->task);
+	}
+}
+
+struct kvmx_flush_work {
+	struct kvmx_work work;
+	struct completion done;
+};
+
+static void kvmx_flush_fn(struct kvmx_work *work)
+{
+	complete(&container_of(work, struct kvmx_flush_work, work)->done);
+}
+
+/* Wait until everything queued on @worker before this call has run. */
+static void kvmx_worker_flush(struct kvmx_worker *worker)
+{
+	struct kvmx_flush_work flush = { .work.fn = kvmx_flush_fn };
+
+	init_completion(&flush.done);
+	kvmx_worker_queue(worker, &flush.work);
+	wait_for_completion(&flush.done);
+}
+
+static struct kvmx_worker *kvmx_worker_create(struct kvmx_dev *dev)
+{
+	struct kvmx_worker *worker;
+	struct task_struct *task;
+	u32 id;
+	int err;
+
+	worker = kzalloc(sizeof(*worker), GFP_KERNEL_ACCOUNT);
+	if (!worker)
+		return ERR_PTR(-ENOMEM);
+	worker->dev = dev;
+	init_llist_head(&worker->work_list);
+
+	err = xa_alloc(&dev->workers, &id, worker,
+		       XA_LIMIT(0, KVMX_MAX_WORKERS - 1), GFP_KERNEL);
+	if (err) {
+		err = err == -EBUSY ? -ENOSPC : err;
+		goto free;
+	}
+	worker->id = id;
+
+	task = kthread_create(kvmx_worker_fn, worker, "kvmx-%d.%u",
+			      task_pid_nr(current), id);
+	if (IS_ERR(task)) {
+		err = PTR_ERR(task);
+		goto erase;
+	}
+	worker->task = task;
+
+	/* Charge the worker's CPU time to the owner's cgroups. */
+	err = cgroup_attach_task_all(current, task);
+	if (err)
+		goto stop;
+	wake_up_process(task);
+	return worker;
+
+stop:
+	kthread_stop(task);
+erase:
+	xa_erase(&dev->workers, id);
+free:
+	kfree(worker);
+	return ERR_PTR(err);
+}
+
+static void kvmx_worker_destroy(struct kvmx_dev *dev, struct kvmx_worker *worker)
+{
+	xa_erase(&dev->workers, worker->id);
+	/* kthread_stop() lets the worker drain its list before it exits. */
+	kthread_stop(worker->task);
+	kfree(worker);
+}
+
+static struct kvmx_worker *kvmx_vq_worker(struct kvmx_vq *vq)
+{
+	return rcu_dereference_check(vq->worker, lockdep_is_held(&vq->dev->mutex) ||
+				     lockdep_is_held(&vq->mutex));
+}
+
+/**
+ * kvmx_vq_queue_work - run @vq's handler on its worker soon
+ * @vq: the virtqueue
+ *
+ * Safe from any context, including the eventfd wakeup.
+ */
+void kvmx_vq_queue_work(struct kvmx_vq *vq)
+{
+	struct kvmx_worker *worker;
+
+	rcu_read_lock();
+	worker = rcu_dereference(vq->worker);
+	if (worker)
+		kvmx_worker_queue(worker, &vq->kick_work);
+	rcu_read_unlock();
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_queue_work);
+
+/**
+ * kvmx_vq_flush - wait for work queued for @vq to finish
+ * @vq: the virtqueue; its mutex must not be held
+ */
+void kvmx_vq_flush(struct kvmx_vq *vq)
+{
+	struct kvmx_worker *worker;
+
+	mutex_lock(&vq->dev->mutex);
+	worker = rcu_dereference_protected(vq->worker,
+					   lockdep_is_held(&vq->dev->mutex));
+	if (worker)
+		kvmx_worker_flush(worker);
+	mutex_unlock(&vq->dev->mutex);
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_flush);
+
+static void kvmx_vq_kick_work(struct kvmx_work *work)
+{
+	struct kvmx_vq *vq = container_of(work, struct kvmx_vq, kick_work);
+
+	mutex_lock(&vq->mutex);
+	if (vq->private_data && !vq->broken)
+		vq->handle_kick(vq);
+	mutex_unlock(&vq->mutex);
+}
+
+/* ---- kick polling ----------------------------------------------------- */
+
+static int kvmx_poll_wakeup(wait_queue_entry_t *wait, unsigned int mode,
+			    int sync, void *key)
+{
+	struct kvmx_poll *poll = container_of(wait, struct kvmx_poll, wait);
+
+	if (!(key_to_poll(key) & EPOLLIN))
+		return 0;
+	kvmx_vq_queue_work(poll->vq);
+	return 0;
+}
+
+static void kvmx_poll_queue_proc(struct file *file, wait_queue_head_t *wqh,
+				 poll_table *table)
+{
+	struct kvmx_poll *poll = container_of(table, struct kvmx_poll, table);
+
+	/* An eventfd has one wait queue; anything else was refused earlier. */
+	if (poll->wqh)
+		return;
+	poll->wqh = wqh;
+	add_wait_queue(wqh, &poll->wait);
+}
+
+static void kvmx_poll_start(struct kvmx_vq *vq)
+{
+	struct kvmx_poll *poll = &vq->poll;
+	__poll_t mask;
+
+	if (vq->polling || !vq->kick)
+		return;
+	init_waitqueue_func_entry(&poll->wait, kvmx_poll_wakeup);
+	init_poll_funcptr(&poll->table, kvmx_poll_queue_proc);
+	poll->wqh = NULL;
+	mask = vfs_poll(vq->kick, &poll->table);
+	vq->polling = true;
+	/* A kick that came before we listened must not be lost. */
+	if (mask & EPOLLIN)
+		kvmx_vq_queue_work(vq);
+}
+
+static void kvmx_poll_stop(struct kvmx_vq *vq)
+{
+	if (!vq->polling)
+		return;
+	if (vq->poll.wqh)
+		remove_wait_queue(vq->poll.wqh, &vq->poll.wait);
+	vq->poll.wqh = NULL;
+	vq->polling = false;
+}
+
+/* ---- ring access (vq->mutex held, in the owner's mm) -------------------- */
+
+static void __user *avail_ptr(struct kvmx_vq *vq, size_t off)
+{
+	return u64_to_user_ptr(vq->avail_uaddr + off);
+}
+
+static void __user *used_ptr(struct kvmx_vq *vq, size_t off)
+{
+	return u64_to_user_ptr(vq->used_uaddr + off);
+}
+
+static size_t avail_ring_off(u32 slot)
+{
+	return offsetof(struct vring_avail, ring) + (size_t)slot * sizeof(__virtio16);
+}
+
+static size_t used_ring_off(u32 slot)
+{
+	return offsetof(struct vring_used, ring) + (size_t)slot * sizeof(struct vring_used_elem);
+}
+
+static int read_avail_u16(struct kvmx_vq *vq, size_t off, u16 *val)
+{
+	__le16 raw;
+
+	if (get_user(raw, (__le16 __user *)avail_ptr(vq, off)))
+		return -EFAULT;
+	*val = le16_to_cpu(raw);
+	return 0;
+}
+
+static bool kvmx_ring_access_ok(struct kvmx_vq *vq)
+{
+	u32 num = vq->num;
+
+	return access_ok(u64_to_user_ptr(vq->desc_uaddr), num * sizeof(struct vring_desc)) &&
+	       access_ok(avail_ptr(vq, 0), avail_ring_off(num) + sizeof(__virtio16)) &&
+	       access_ok(used_ptr(vq, 0), used_ring_off(num) + sizeof(__virtio16));
+}
+
+/**
+ * kvmx_vq_fail - stop a ring the guest broke
+ * @vq: the virtqueue, mutex held
+ * @err: negative errno
+ * @fault: which check fired, KVMX_FAULT_NONE when none applies
+ *
+ * The ring stays stopped until userspace sets its base again; the error
+ * eventfd tells the VMM, as vhost does.
+ */
+void kvmx_vq_fail(struct kvmx_vq *vq, int err, enum kvmx_chain_fault fault)
+{
+	vq->broken = true;
+	vq->last_error = err;
+	vq->last_fault = fault;
+	vq->bad_chains++;
+	pr_warn_ratelimited("%s: vq %u: %s (%d); ring stopped\n", vq->dev->name,
+			    vq->index, fault == KVMX_FAULT_NONE ?
+			    "ring not accessible" : kvmx_chain_fault_str(fault),
+			    err);
+	if (vq->error_ctx)
+		kvmx_eventfd_signal(vq->error_ctx);
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_fail);
+
+static int kvmx_log_bits(struct kvmx_vq *vq, u64 first, u64 last)
+{
+	u64 bit = first;
+
+	while (bit <= last) {
+		u64 byte_addr, page_addr, nr, count, i;
+		struct page *page;
+		void *base;
+
+		if (check_add_overflow(vq->log_base, bit / 8, &byte_addr))
+			return -EFAULT;
+		page_addr = byte_addr & PAGE_MASK;
+		nr = (byte_addr - page_addr) * 8 + bit % 8;
+		count = min_t(u64, last - bit + 1, PAGE_SIZE * 8 - nr);
+
+		/* Pin, not copy: set_bit() stays atomic against the VMM clearing bits. */
+		if (pin_user_pages_fast(page_addr, 1, FOLL_WRITE, &page) != 1)
+			return -EFAULT;
+		base = kmap_local_page(page);
+		for (i = 0; i < count; i++)
+			set_bit(nr + i, base);
+		kunmap_local(base);
+		unpin_user_pages_dirty_lock(&page, 1, true);
+		bit += count;
+	}
+	return 0;
+}
+
+static int kvmx_log_gpa(struct kvmx_vq *vq, u64 gpa, u64 len)
+{
+	if (!len)
+		return 0;
+	return kvmx_log_bits(vq, kvmx_log_first_page(gpa),
+			     kvmx_log_last_page(gpa, len));
+}
+
+static void kvmx_log_used(struct kvmx_vq *vq, size_t off, size_t len)
+{
+	if (!vq->log_all || !vq->log_used)
+		return;
+	if (kvmx_log_gpa(vq, vq->used_log_gpa + off, len))
+		pr_warn_ratelimited("%s: vq %u: dirty log not writable\n",
+				    vq->dev->name, vq->index);
+	else if (vq->log_ctx)
+		kvmx_eventfd_signal(vq->log_ctx);
+}
+
+/**
+ * kvmx_vq_log_write - log the first @len bytes written into @chain
+ * @vq: the virtqueue, mutex held
+ * @chain: the chain written
+ * @len: bytes written into its writable part, in order
+ *
+ * Return: 0, or -EFAULT when the log bitmap is not writable.
+ */
+int kvmx_vq_log_write(struct kvmx_vq *vq, const struct kvmx_chain *chain, u32 len)
+{
+	unsigned int i;
+	int err;
+
+	if (!vq->log_all)
+		return 0;
+	for (i = chain->nout; i < chain->nout + chain->nin && len; i++) {
+		u64 n = min_t(u64, len, chain->iov[i].iov_len);
+
+		err = kvmx_log_gpa(vq, chain->gpa[i], n);
+		if (err) {
+			pr_warn_ratelimited("%s: vq %u: dirty log not writable\n",
+					    vq->dev->name, vq->index);
+			return err;
+		}
+		len -= n;
+	}
+	if (vq->log_ctx)
+		kvmx_eventfd_signal(vq->log_ctx);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_log_write);
+
+static int kvmx_user_read(void *ctx, void *dst, u64 uaddr, size_t len)
+{
+	return copy_from_user(dst, u64_to_user_ptr(uaddr), len) ? -EFAULT : 0;
+}
+
+static const struct kvmx_mem_ops kvmx_user_mem_ops = {
+	.read = kvmx_user_read,
+};
+
+/**
+ * kvmx_vq_get_chain - take the next available chain
+ * @vq: the virtqueue, mutex held
+ * @chain: iov/gpa arrays and max_segs set by the caller, or iov NULL to use
+ *         the vq's own arrays
+ *
+ * Return: 1 with @chain filled, 0 when the ring is empty, or a negative
+ * errno after which the ring is broken (see kvmx_vq_fail()).
+ */
+int kvmx_vq_get_chain(struct kvmx_vq *vq, struct kvmx_chain *chain)
+{
+	struct kvmx_ring_view view = {
+		.desc_uaddr = vq->desc_uaddr,
+		.num = vq->num,
+		.indirect_ok = kvmx_vq_has_feature(vq, VIRTIO_RING_F_INDIRECT_DESC),
+	};
+	u16 avail_idx, head;
+	int err;
+
+	if (vq->broken)
+		return vq->last_error;
+
+	if (vq->avail_idx_shadow == vq->last_avail_idx) {
+		if (read_avail_u16(vq, offsetof(struct vring_avail, idx), &avail_idx)) {
+			kvmx_vq_fail(vq, -EFAULT, KVMX_FAULT_NONE);
+			return -EFAULT;
+		}
+		if ((u16)(avail_idx - vq->last_avail_idx) > vq->num) {
+			kvmx_vq_fail(vq, -EINVAL, KVMX_FAULT_AVAIL_IDX);
+			return -EINVAL;
+		}
+		vq->avail_idx_shadow = avail_idx;
+		if (avail_idx == vq->last_avail_idx)
+			return 0;
+		/* Read the ring entries only after the index that covers them. */
+		smp_rmb();
+	}
+
+	if (read_avail_u16(vq, avail_ring_off(vq->last_avail_idx & (vq->num - 1)), &head)) {
+		kvmx_vq_fail(vq, -EFAULT, KVMX_FAULT_NONE);
+		return -EFAULT;
+	}
+
+	if (!chain->iov) {
+		chain->iov = vq->iov;
+		chain->gpa = vq->iov_gpa;
+		chain->max_segs = KVMX_MAX_SEGS;
+	}
+	err = kvmx_chain_walk(&view, head, vq->mem, &kvmx_user_mem_ops, NULL, chain);
+	if (err) {
+		kvmx_vq_fail(vq, err, chain->fault);
+		return err;
+	}
+	vq->last_avail_idx++;
+	return 1;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_get_chain);
+
+/**
+ * kvmx_vq_add_used - hand a chain back to the guest
+ * @vq: the virtqueue, mutex held
+ * @head: the chain's head, as kvmx_vq_get_chain() returned it
+ * @len: bytes written into the chain
+ *
+ * Return: 0, or -EFAULT after which the ring is broken.
+ */
+int kvmx_vq_add_used(struct kvmx_vq *vq, u16 head, u32 len)
+{
+	struct vring_used_elem elem = {
+		.id = (__force __virtio32)cpu_to_le32(head),
+		.len = (__force __virtio32)cpu_to_le32(len),
+	};
+	size_t off = used_ring_off(vq->last_used_idx & (vq->num - 1));
+	__le16 idx;
+
+	if (copy_to_user(used_ptr(vq, off), &elem, sizeof(elem)))
+		goto fault;
+	kvmx_log_used(vq, off, sizeof(elem));
+	/* The element must be visible before the index that publishes it. */
+	smp_wmb();
+	idx = cpu_to_le16(vq->last_used_idx + 1);
+	if (put_user(idx, (__le16 __user *)used_ptr(vq, offsetof(struct vring_used, idx))))
+		goto fault;
+	kvmx_log_used(vq, offsetof(struct vring_used, idx), sizeof(idx));
+	vq->last_used_idx++;
+	return 0;
+
+fault:
+	kvmx_vq_fail(vq, -EFAULT, KVMX_FAULT_NONE);
+	return -EFAULT;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_add_used);
+
+static bool kvmx_vq_should_signal(struct kvmx_vq *vq)
+{
+	u16 old, new, val;
+	bool valid;
+
+	/* Our used index write must be visible before we read their wishes. */
+	smp_mb();
+	if (!kvmx_vq_has_feature(vq, VIRTIO_RING_F_EVENT_IDX)) {
+		if (read_avail_u16(vq, offsetof(struct vring_avail, flags), &val))
+			return true;
+		return !(val & VRING_AVAIL_F_NO_INTERRUPT);
+	}
+
+	old = vq->signalled_used;
+	valid = vq->signalled_used_valid;
+	new = vq->last_used_idx;
+	vq->signalled_used = new;
+	vq->signalled_used_valid = true;
+	if (unlikely(!valid))
+		return true;
+	/* used_event sits right after the avail ring. */
+	if (read_avail_u16(vq, avail_ring_off(vq->num), &val))
+		return true;
+	return kvmx_need_event(val, new, old);
+}
+
+/**
+ * kvmx_vq_signal - notify the guest of used buffers, unless it asked not to
+ * @vq: the virtqueue, mutex held
+ */
+void kvmx_vq_signal(struct kvmx_vq *vq)
+{
+	if (vq->call_ctx && kvmx_vq_should_signal(vq))
+		kvmx_eventfd_signal(vq->call_ctx);
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_signal);
+
+static int kvmx_vq_write_used_u16(struct kvmx_vq *vq, size_t off, u16 val)
+{
+	if (put_user(cpu_to_le16(val), (__le16 __user *)used_ptr(vq, off)))
+		return -EFAULT;
+	kvmx_log_used(vq, off, sizeof(u16));
+	return 0;
+}
+
+/**
+ * kvmx_vq_disable_notify - ask the guest not to kick while we are busy
+ * @vq: the virtqueue, mutex held
+ */
+void kvmx_vq_disable_notify(struct kvmx_vq *vq)
+{
+	/* With EVENT_IDX, an avail_event left behind already silences kicks. */
+	if (kvmx_vq_has_feature(vq, VIRTIO_RING_F_EVENT_IDX))
+		return;
+	if (kvmx_vq_write_used_u16(vq, offsetof(struct vring_used, flags),
+				   VRING_USED_F_NO_NOTIFY))
+		pr_warn_ratelimited("%s: vq %u: used ring not writable\n",
+				    vq->dev->name, vq->index);
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_disable_notify);
+
+/**
+ * kvmx_vq_enable_notify - ask for kicks again
+ * @vq: the virtqueue, mutex held
+ *
+ * Return: true when buffers arrived meanwhile, so the caller must process
+ * them instead of waiting for a kick that will not come.
+ */
+bool kvmx_vq_enable_notify(struct kvmx_vq *vq)
+{
+	u16 avail_idx;
+	int err;
+
+	if (kvmx_vq_has_feature(vq, VIRTIO_RING_F_EVENT_IDX))
+		err = kvmx_vq_write_used_u16(vq, used_ring_off(vq->num), vq->last_avail_idx);
+	else
+		err = kvmx_vq_write_used_u16(vq, offsetof(struct vring_used, flags), 0);
+	if (err) {
+		kvmx_vq_fail(vq, err, KVMX_FAULT_NONE);
+		return false;
+	}
+	/* Publish the request for kicks before checking for new buffers. */
+	smp_mb();
+	if (read_avail_u16(vq, offsetof(struct vring_avail, idx), &avail_idx))
+		return false;
+	return avail_idx != vq->last_avail_idx;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_enable_notify);
+
+/**
+ * kvmx_vq_start - attach device state to a ring and start taking kicks
+ * @vq: the virtqueue, mutex held
+ * @private_data: the device's per-ring state; non-NULL
+ *
+ * Return: 0, or -EINVAL when the ring is not fully set up (size, addresses
+ * and kick eventfd), -EFAULT when its memory is not accessible.
+ */
+int kvmx_vq_start(struct kvmx_vq *vq, void *private_data)
+{
+	if (!vq->num || !vq->ring_set || !vq->kick)
+		return -EINVAL;
+	if (!kvmx_ring_access_ok(vq))
+		return -EFAULT;
+	vq->private_data = private_data;
+	vq->signalled_used_valid = false;
+	kvmx_poll_start(vq);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_start);
+
+/**
+ * kvmx_vq_stop - detach device state from a ring
+ * @vq: the virtqueue, mutex held
+ *
+ * The handler runs under the same mutex, so none is running once this
+ * returns, and a queued one will find no state and return.
+ *
+ * Return: the state given to kvmx_vq_start(), or NULL.
+ */
+void *kvmx_vq_stop(struct kvmx_vq *vq)
+{
+	void *old = vq->private_data;
+
+	kvmx_poll_stop(vq);
+	vq->private_data = NULL;
+	return old;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_stop);
+
+/* ---- device ----------------------------------------------------------- */
+
+/**
+ * kvmx_dev_init - initialise a device at open
+ * @dev: the device, embedded in the caller's per-open state
+ * @name: used in log messages
+ * @vqs: @nvqs virtqueues, embedded in the caller's state
+ * @nvqs: how many
+ * @handlers: the kick handler of each virtqueue
+ * @device_features: every feature bit the device offers, core ones included
+ * @weight: chains a handler takes per round before yielding the worker
+ */
+void kvmx_dev_init(struct kvmx_dev *dev, const char *name, struct kvmx_vq **vqs,
+		   unsigned int nvqs, const kvmx_handle_kick_t *handlers,
+		   u64 device_features, unsigned int weight)
+{
+	unsigned int i;
+
+	mutex_init(&dev->mutex);
+	xa_init_flags(&dev->workers, XA_FLAGS_ALLOC);
+	dev->name = name;
+	dev->vqs = vqs;
+	dev->nvqs = nvqs;
+	dev->device_features = device_features;
+	dev->weight = weight;
+
+	for (i = 0; i < nvqs; i++) {
+		struct kvmx_vq *vq = vqs[i];
+
+		mutex_init(&vq->mutex);
+		vq->dev = dev;
+		vq->index = i;
+		vq->handle_kick = handlers[i];
+		vq->kick_work.fn = kvmx_vq_kick_work;
+		vq->poll.vq = vq;
+	}
+}
+EXPORT_SYMBOL_GPL(kvmx_dev_init);
+
+/**
+ * kvmx_dev_check_owner - is current the owner?
+ * @dev: the device, mutex held
+ *
+ * Return: 0, or -EPERM before SET_OWNER or from another process.
+ */
+int kvmx_dev_check_owner(struct kvmx_dev *dev)
+{
+	lockdep_assert_held(&dev->mutex);
+	return dev->mm && dev->mm == current->mm ? 0 : -EPERM;
+}
+EXPORT_SYMBOL_GPL(kvmx_dev_check_owner);
+
+static long kvmx_set_owner(struct kvmx_dev *dev)
+{
+	struct kvmx_worker *worker;
+	unsigned int i;
+	long r = 0;
+
+	mutex_lock(&dev->mutex);
+	if (dev->mm) {
+		r = -EBUSY;
+		goto out;
+	}
+	if (!current->mm) {
+		r = -EINVAL;
+		goto out;
+	}
+	dev->mm = current->mm;
+	mmgrab(dev->mm);
+
+	worker = kvmx_worker_create(dev);
+	if (IS_ERR(worker)) {
+		r = PTR_ERR(worker);
+		mmdrop(dev->mm);
+		dev->mm = NULL;
+		goto out;
+	}
+	for (i = 0; i < dev->nvqs; i++) {
+		rcu_assign_pointer(dev->vqs[i]->worker, worker);
+		atomic_inc(&worker->attached_vqs);
+	}
+out:
+	mutex_unlock(&dev->mutex);
+	return r;
+}
+
+/* Stop kicks on every ring and let queued work finish. dev->mutex held. */
+static void kvmx_dev_quiesce(struct kvmx_dev *dev)
+{
+	struct kvmx_worker *worker;
+	unsigned long id;
+	unsigned int i;
+
+	for (i = 0; i < dev->nvqs; i++) {
+		mutex_lock(&dev->vqs[i]->mutex);
+		kvmx_poll_stop(dev->vqs[i]);
+		mutex_unlock(&dev->vqs[i]->mutex);
+	}
+	xa_for_each(&dev->workers, id, worker)
+		kvmx_worker_flush(worker);
+}
+
+/**
+ * kvmx_dev_stop - stop taking kicks and wait for running handlers
+ * @dev: the device
+ */
+void kvmx_dev_stop(struct kvmx_dev *dev)
+{
+	mutex_lock(&dev->mutex);
+	kvmx_dev_quiesce(dev);
+	mutex_unlock(&dev->mutex);
+}
+EXPORT_SYMBOL_GPL(kvmx_dev_stop);
+
+/* Back to the state of a fresh open; every ring must be stopped. */
+static void kvmx_dev_reset(struct kvmx_dev *dev)
+{
+	struct kvmx_worker *worker;
+	unsigned long id;
+	unsigned int i;
+
+	lockdep_assert_held(&dev->mutex);
+	kvmx_dev_quiesce(dev);
+
+	for (i = 0; i < dev->nvqs; i++) {
+		struct kvmx_vq *vq = dev->vqs[i];
+
+		mutex_lock(&vq->mutex);
+		WARN_ON_ONCE(vq->private_data);
+		if (vq->kick)
+			fput(vq->kick);
+		if (vq->call_ctx)
+			eventfd_ctx_put(vq->call_ctx);
+		if (vq->error_ctx)
+			eventfd_ctx_put(vq->error_ctx);
+		RCU_INIT_POINTER(vq->worker, NULL);
+		vq->kick = NULL;
+		vq->call_ctx = NULL;
+		vq->error_ctx = NULL;
+		vq->num = 0;
+		vq->ring_set = false;
+		vq->log_used = false;
+		vq->last_avail_idx = 0;
+		vq->avail_idx_shadow = 0;
+		vq->last_used_idx = 0;
+		vq->signalled_used_valid = false;
+		vq->broken = false;
+		vq->last_error = 0;
+		vq->last_fault = KVMX_FAULT_NONE;
+		vq->bad_chains = 0;
+		vq->busyloop_timeout = 0;
+		vq->acked_features = 0;
+		vq->mem = NULL;
+		vq->log_all = false;
+		vq->log_base = 0;
+		vq->log_ctx = NULL;
+		mutex_unlock(&vq->mutex);
+	}
+
+	/* No ring points at a worker any more: nothing can queue work. */
+	synchronize_rcu();
+	xa_for_each(&dev->workers, id, worker)
+		kvmx_worker_destroy(dev, worker);
+
+	kvfree(dev->mem);
+	dev->mem = NULL;
+	if (dev->log_ctx)
+		eventfd_ctx_put(dev->log_ctx);
+	dev->log_ctx = NULL;
+	dev->log_base = 0;
+	dev->log_base_set = false;
+	dev->acked_features = 0;
+	if (dev->mm)
+		mmdrop(dev->mm);
+	dev->mm = NULL;
+}
+
+/**
+ * kvmx_dev_cleanup - release everything at close
+ * @dev: the device; the caller has stopped every ring
+ */
+void kvmx_dev_cleanup(struct kvmx_dev *dev)
+{
+	mutex_lock(&dev->mutex);
+	kvmx_dev_reset(dev);
+	mutex_unlock(&dev->mutex);
+	xa_destroy(&dev->workers);
+}
+EXPORT_SYMBOL_GPL(kvmx_dev_cleanup);
+
+static void kvmx_dev_update_log(struct kvmx_dev *dev)
+{
+	bool log_all = (dev->acked_features & (1ULL << VHOST_F_LOG_ALL)) &&
+		       dev->log_base_set;
+	unsigned int i;
+
+	for (i = 0; i < dev->nvqs; i++) {
+		struct kvmx_vq *vq = dev->vqs[i];
+
+		mutex_lock(&vq->mutex);
+		vq->acked_features = dev->acked_features;
+		vq->log_all = log_all;
+		vq->log_base = dev->log_base;
+		vq->log_ctx = dev->log_ctx;
+		mutex_unlock(&vq->mutex);
+	}
+}
+
+static long kvmx_set_features(struct kvmx_dev *dev, u64 __user *argp)
+{
+	u64 features;
+
+	if (copy_from_user(&features, argp, sizeof(features)))
+		return -EFAULT;
+	if (features & ~dev->device_features)
+		return -EOPNOTSUPP;
+	dev->acked_features = features;
+	kvmx_dev_update_log(dev);
+	return 0;
+}
+
+static long kvmx_set_mem_table(struct kvmx_dev *dev, struct vhost_memory __user *argp)
+{
+	struct vhost_memory_region *regions;
+	struct kvmx_memtable *mt, *old;
+	struct vhost_memory hdr;
+	unsigned int i;
+
+	if (copy_from_user(&hdr, argp, sizeof(hdr)))
+		return -EFAULT;
+	if (hdr.nregions > max_mem_regions)
+		return -E2BIG;
+
+	regions = kvmalloc_array(hdr.nregions, sizeof(*regions), GFP_KERNEL);
+	if (!regions && hdr.nregions)
+		return -ENOMEM;
+	if (copy_from_user(regions, argp->regions, array_size(hdr.nregions, sizeof(*regions)))) {
+		kvfree(regions);
+		return -EFAULT;
+	}
+	mt = kvmx_memtable_build(regions, hdr.nregions);
+	kvfree(regions);
+	if (IS_ERR(mt))
+		return PTR_ERR(mt);
+	for (i = 0; i < mt->nregions; i++) {
+		if (!access_ok(u64_to_user_ptr(mt->regions[i].uaddr), mt->regions[i].size)) {
+			kvfree(mt);
+			return -EFAULT;
+		}
+	}
+
+	/* Each ring switches under its mutex: no request sees two tables. */
+	old = dev->mem;
+	dev->mem = mt;
+	for (i = 0; i < dev->nvqs; i++) {
+		mutex_lock(&dev->vqs[i]->mutex);
+		dev->vqs[i]->mem = mt;
+		mutex_unlock(&dev->vqs[i]->mutex);
+	}
+	kvfree(old);
+	return 0;
+}
+
+static long kvmx_set_log_fd(struct kvmx_dev *dev, int __user *argp)
+{
+	struct eventfd_ctx *ctx = NULL, *old;
+	int fd;
+
+	if (get_user(fd, argp))
+		return -EFAULT;
+	if (fd != VHOST_FILE_UNBIND) {
+		ctx = eventfd_ctx_fdget(fd);
+		if (IS_ERR(ctx))
+			return PTR_ERR(ctx);
+	}
+	old = dev->log_ctx;
+	dev->log_ctx = ctx;
+	kvmx_dev_update_log(dev);
+	if (old)
+		eventfd_ctx_put(old);
+	return 0;
+}
+
+static long kvmx_new_worker(struct kvmx_dev *dev, struct vhost_worker_state __user *argp)
+{
+	struct vhost_worker_state state = {};
+	struct kvmx_worker *worker;
+
+	worker = kvmx_worker_create(dev);
+	if (IS_ERR(worker))
+		return PTR_ERR(worker);
+	state.worker_id = worker->id;
+	if (copy_to_user(argp, &state, sizeof(state))) {
+		kvmx_worker_destroy(dev, worker);
+		return -EFAULT;
+	}
+	return 0;
+}
+
+static long kvmx_free_worker(struct kvmx_dev *dev, struct vhost_worker_state __user *argp)
+{
+	struct vhost_worker_state state;
+	struct kvmx_worker *worker;
+
+	if (copy_from_user(&state, argp, sizeof(state)))
+		return -EFAULT;
+	worker = xa_load(&dev->workers, state.worker_id);
+	if (!worker)
+		return -ENODEV;
+	if (atomic_read(&worker->attached_vqs))
+		return -EBUSY;
+	kvmx_worker_destroy(dev, worker);
+	return 0;
+}
+
+static long kvmx_attach_worker(struct kvmx_dev *dev, struct kvmx_vq *vq,
+			       struct vhost_vring_worker __user *argp)
+{
+	struct kvmx_worker *worker, *old;
+	struct vhost_vring_worker w;
+
+	if (copy_from_user(&w, argp, sizeof(w)))
+		return -EFAULT;
+	worker = xa_load(&dev->workers, w.worker_id);
+	if (!worker)
+		return -ENODEV;
+
+	mutex_lock(&vq->mutex);
+	old = rcu_dereference_protected(vq->worker, lockdep_is_held(&vq->mutex));
+	if (old == worker) {
+		mutex_unlock(&vq->mutex);
+		return 0;
+	}
+	atomic_inc(&worker->attached_vqs);
+	rcu_assign_pointer(vq->worker, worker);
+	mutex_unlock(&vq->mutex);
+
+	if (old) {
+		/* Work queued on the old worker runs before it may be freed. */
+		synchronize_rcu();
+		kvmx_worker_flush(old);
+		atomic_dec(&old->attached_vqs);
+	}
+	return 0;
+}
+
+static int kvmx_get_eventfd(int fd, struct eventfd_ctx **ctx)
+{
+	*ctx = NULL;
+	if (fd == VHOST_FILE_UNBIND)
+		return 0;
+	*ctx = eventfd_ctx_fdget(fd);
+	if (IS_ERR(*ctx)) {
+		int err = PTR_ERR(*ctx);
+
+		*ctx = NULL;
+		return err;
+	}
+	return 0;
+}
+
+static long kvmx_set_vring_kick(struct kvmx_vq *vq, int fd)
+{
+	struct eventfd_ctx *ctx;
+	struct file *file = NULL;
+
+	if (fd != VHOST_FILE_UNBIND) {
+		file = fget(fd);
+		if (!file)
+			return -EBADF;
+		/* Only an eventfd has the single wait queue polling relies on. */
+		ctx = eventfd_ctx_fileget(file);
+		if (IS_ERR(ctx)) {
+			fput(file);
+			return -EINVAL;
+		}
+		eventfd_ctx_put(ctx);
+	}
+	kvmx_poll_stop(vq);
+	if (vq->kick)
+		fput(vq->kick);
+	vq->kick = file;
+	if (vq->private_data)
+		kvmx_poll_start(vq);
+	return 0;
+}
+
+static long kvmx_vring_ioctl(struct kvmx_dev *dev, unsigned int ioctl, void __user *argp)
+{
+	struct vhost_vring_state state;
+	struct vhost_vring_file file;
+	struct vhost_vring_addr addr;
+	struct eventfd_ctx *ctx;
+	struct kvmx_vq *vq;
+	u32 index;
+	long r = 0;
+
+	switch (ioctl) {
+	case VHOST_SET_VRING_NUM:
+	case VHOST_SET_VRING_BASE:
+	case VHOST_GET_VRING_BASE:
+	case VHOST_SET_VRING_ADDR:
+	case VHOST_SET_VRING_KICK:
+	case VHOST_SET_VRING_CALL:
+	case VHOST_SET_VRING_ERR:
+	case VHOST_SET_VRING_BUSYLOOP_TIMEOUT:
+	case VHOST_GET_VRING_BUSYLOOP_TIMEOUT:
+	case VHOST_ATTACH_VRING_WORKER:
+	case VHOST_GET_VRING_WORKER:
+		break;
+	default:
+		return -ENOIOCTLCMD;
+	}
+
+	/* Every vring argument starts with the ring index. */
+	if (get_user(index, (u32 __user *)argp))
+		return -EFAULT;
+	if (index >= dev->nvqs)
+		return -ENOBUFS;
+	vq = dev->vqs[array_index_nospec(index, dev->nvqs)];
+
+	if (ioctl == VHOST_ATTACH_VRING_WORKER)
+		return kvmx_attach_worker(dev, vq, argp);
+
+	mutex_lock(&vq->mutex);
+	switch (ioctl) {
+	case VHOST_SET_VRING_NUM:
+		if (copy_from_user(&state, argp, sizeof(state))) {
+			r = -EFAULT;
+		} else if (vq->private_data) {
+			r = -EBUSY;
+		} else if (!state.num || state.num > KVMX_MAX_RING_NUM ||
+			   (state.num & (state.num - 1))) {
+			r = -EINVAL;
+		} else {
+			vq->num = state.num;
+			vq->broken = false;
+		}
+		break;
+	case VHOST_SET_VRING_BASE:
+		if (copy_from_user(&state, argp, sizeof(state))) {
+			r = -EFAULT;
+		} else if (vq->private_data) {
+			r = -EBUSY;
+		} else if (state.num > 0xffff) {
+			r = -EINVAL;
+		} else {
+			vq->last_avail_idx = state.num;
+			vq->avail_idx_shadow = state.num;
+			vq->last_used_idx = state.num;
+			vq->signalled_used_valid = false;
+			vq->broken = false;
+		}
+		break;
+	case VHOST_GET_VRING_BASE:
+		state.index = index;
+		state.num = vq->last_avail_idx;
+		if (copy_to_user(argp, &state, sizeof(state)))
+			r = -EFAULT;
+		break;
+	case VHOST_SET_VRING_ADDR:
+		if (copy_from_user(&addr, argp, sizeof(addr))) {
+			r = -EFAULT;
+			break;
+		}
+		if (addr.flags & ~(1U << VHOST_VRING_F_LOG)) {
+			r = -EOPNOTSUPP;
+			break;
+		}
+		if (!vq->num || (addr.desc_user_addr & 15) ||
+		    (addr.avail_user_addr & 1) || (addr.used_user_addr & 3) ||
+		    ((addr.flags & (1U << VHOST_VRING_F_LOG)) && (addr.log_guest_addr & 3))) {
+			r = -EINVAL;
+			break;
+		}
+		vq->desc_uaddr = addr.desc_user_addr;
+		vq->avail_uaddr = addr.avail_user_addr;
+		vq->used_uaddr = addr.used_user_addr;
+		if (!kvmx_ring_access_ok(vq)) {
+			vq->ring_set = false;
+			r = -EFAULT;
+			break;
+		}
+		vq->log_used = addr.flags & (1U << VHOST_VRING_F_LOG);
+		vq->used_log_gpa = addr.log_guest_addr;
+		vq->ring_set = true;
+		break;
+	case VHOST_SET_VRING_KICK:
+		if (copy_from_user(&file, argp, sizeof(file)))
+			r = -EFAULT;
+		else
+			r = kvmx_set_vring_kick(vq, file.fd);
+		break;
+	case VHOST_SET_VRING_CALL:
+	case VHOST_SET_VRING_ERR:
+		if (copy_from_user(&file, argp, sizeof(file))) {
+			r = -EFAULT;
+			break;
+		}
+		r = kvmx_get_eventfd(file.fd, &ctx);
+		if (r)
+			break;
+		if (ioctl == VHOST_SET_VRING_CALL)
+			swap(ctx, vq->call_ctx);
+		else
+			swap(ctx, vq->error_ctx);
+		if (ctx)
+			eventfd_ctx_put(ctx);
+		break;
+	case VHOST_SET_VRING_BUSYLOOP_TIMEOUT:
+		if (copy_from_user(&state, argp, sizeof(state)))
+			r = -EFAULT;
+		else
+			vq->busyloop_timeout = state.num;
+		break;
+	case VHOST_GET_VRING_BUSYLOOP_TIMEOUT:
+		state.index = index;
+		state.num = vq->busyloop_timeout;
+		if (copy_to_user(argp, &state, sizeof(state)))
+			r = -EFAULT;
+		break;
+	case VHOST_GET_VRING_WORKER: {
+		struct vhost_vring_worker w = { .index = index };
+		struct kvmx_worker *worker = kvmx_vq_worker(vq);
+
+		if (!worker) {
+			r = -EINVAL;
+			break;
+		}
+		w.worker_id = worker->id;
+		if (copy_to_user(argp, &w, sizeof(w)))
+			r = -EFAULT;
+		break;
+	}
+	}
+	mutex_unlock(&vq->mutex);
+	return r;
+}
+
+/**
+ * kvmx_dev_ioctl - the vhost ioctls every kvmx device shares
+ * @dev: the device
+ * @ioctl: the command
+ * @argp: its argument
+ *
+ * Devices handle their own ioctls first and pass the rest here. A device
+ * with backends stops them before passing VHOST_RESET_OWNER on.
+ *
+ * Return: 0 or a negative errno; -ENOIOCTLCMD for an unknown command.
+ */
+long kvmx_dev_ioctl(struct kvmx_dev *dev, unsigned int ioctl, void __user *argp)
+{
+	unsigned int i;
+	u64 val;
+	long r;
+
+	if (ioctl == VHOST_SET_OWNER)
+		return kvmx_set_owner(dev);
+
+	mutex_lock(&dev->mutex);
+	r = kvmx_dev_check_owner(dev);
+	if (r)
+		goto out;
+
+	switch (ioctl) {
+	case VHOST_GET_FEATURES:
+		val = dev->device_features;
+		r = copy_to_user(argp, &val, sizeof(val)) ? -EFAULT : 0;
+		break;
+	case VHOST_SET_FEATURES:
+		r = kvmx_set_features(dev, argp);
+		break;
+	case VHOST_GET_BACKEND_FEATURES:
+		val = 0;
+		r = copy_to_user(argp, &val, sizeof(val)) ? -EFAULT : 0;
+		break;
+	case VHOST_SET_BACKEND_FEATURES:
+		if (copy_from_user(&val, argp, sizeof(val)))
+			r = -EFAULT;
+		else
+			r = val ? -EOPNOTSUPP : 0;
+		break;
+	case VHOST_RESET_OWNER:
+		for (i = 0; i < dev->nvqs; i++) {
+			if (READ_ONCE(dev->vqs[i]->private_data))
+				r = -EBUSY;
+		}
+		if (!r)
+			kvmx_dev_reset(dev);
+		break;
+	case VHOST_SET_MEM_TABLE:
+		r = kvmx_set_mem_table(dev, argp);
+		break;
+	case VHOST_SET_LOG_BASE:
+		if (copy_from_user(&val, argp, sizeof(val))) {
+			r = -EFAULT;
+			break;
+		}
+		dev->log_base = val;
+		dev->log_base_set = true;
+		kvmx_dev_update_log(dev);
+		break;
+	case VHOST_SET_LOG_FD:
+		r = kvmx_set_log_fd(dev, argp);
+		break;
+	case VHOST_NEW_WORKER:
+		r = kvmx_new_worker(dev, argp);
+		break;
+	case VHOST_FREE_WORKER:
+		r = kvmx_free_worker(dev, argp);
+		break;
+	default:
+		r = kvmx_vring_ioctl(dev, ioctl, argp);
+		break;
+	}
+out:
+	mutex_unlock(&dev->mutex);
+	return r;
+}
+EXPORT_SYMBOL_GPL(kvmx_dev_ioctl);
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("kvmx developers");
+MODULE_DESCRIPTION("kvmx virtqueue core: shared vhost ring, memory and worker engine for kvmx devices");
