@@ -592,7 +592,7 @@ EXPORT_SYMBOL_GPL(kvmx_vq_enable_notify);
 
 /**
  * kvmx_vq_start - attach device state to a ring and start taking kicks
- * @vq: the virtqueue, mutex held
+ * @vq: the virtqueue; dev->mutex and vq->mutex held
  * @private_data: the device's per-ring state; non-NULL
  *
  * Return: 0, or -EINVAL when the ring is not fully set up (size, addresses
@@ -600,6 +600,8 @@ EXPORT_SYMBOL_GPL(kvmx_vq_enable_notify);
  */
 int kvmx_vq_start(struct kvmx_vq *vq, void *private_data)
 {
+	lockdep_assert_held(&vq->dev->mutex);
+	lockdep_assert_held(&vq->mutex);
 	if (!vq->num || !vq->ring_set || !vq->kick)
 		return -EINVAL;
 	if (!kvmx_ring_access_ok(vq))
@@ -1213,8 +1215,9 @@ long kvmx_dev_ioctl(struct kvmx_dev *dev, unsigned int ioctl, void __user *argp)
 			r = val ? -EOPNOTSUPP : 0;
 		break;
 	case VHOST_RESET_OWNER:
+		/* Devices start rings under dev->mutex: this cannot race. */
 		for (i = 0; i < dev->nvqs; i++) {
-			if (READ_ONCE(dev->vqs[i]->private_data))
+			if (dev->vqs[i]->private_data)
 				r = -EBUSY;
 		}
 		if (!r)

@@ -159,14 +159,15 @@ static int echo_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
-/* Start every ring that is fully set up; refuse if none is. */
-static long echo_run(struct echo_dev *e, int __user *argp)
+/*
+ * Start every ring that is fully set up; refuse if none is. dev->mutex is
+ * held so a concurrent RESET_OWNER cannot find a ring half started.
+ */
+static long echo_run(struct echo_dev *e, int run)
 {
 	unsigned int i, started = 0;
-	int run;
 
-	if (get_user(run, argp))
-		return -EFAULT;
+	lockdep_assert_held(&e->dev.mutex);
 	if (run != 0 && run != 1)
 		return -EINVAL;
 	if (!run) {
@@ -212,6 +213,7 @@ static long echo_ioctl(struct file *file, unsigned int ioctl, unsigned long arg)
 {
 	struct echo_dev *e = file->private_data;
 	void __user *argp = (void __user *)arg;
+	int run;
 	long r;
 
 	switch (ioctl) {
@@ -219,21 +221,24 @@ static long echo_ioctl(struct file *file, unsigned int ioctl, unsigned long arg)
 		/* The core refuses to reset running rings: stop ours first. */
 		mutex_lock(&e->dev.mutex);
 		r = kvmx_dev_check_owner(&e->dev);
+		if (!r)
+			echo_stop_all(e);
 		mutex_unlock(&e->dev.mutex);
-		if (r)
-			return r;
-		echo_stop_all(e);
-		return kvmx_dev_ioctl(&e->dev, ioctl, argp);
+		return r ? r : kvmx_dev_ioctl(&e->dev, ioctl, argp);
 	case KVMX_VHOST_TEST_RUN:
+		if (get_user(run, (int __user *)argp))
+			return -EFAULT;
+		mutex_lock(&e->dev.mutex);
+		r = kvmx_dev_check_owner(&e->dev);
+		if (!r)
+			r = echo_run(e, run);
+		mutex_unlock(&e->dev.mutex);
+		return r;
 	case KVMX_VHOST_TEST_GET_STATS:
 		mutex_lock(&e->dev.mutex);
 		r = kvmx_dev_check_owner(&e->dev);
 		mutex_unlock(&e->dev.mutex);
-		if (r)
-			return r;
-		if (ioctl == KVMX_VHOST_TEST_RUN)
-			return echo_run(e, argp);
-		return echo_get_stats(e, argp);
+		return r ? r : echo_get_stats(e, argp);
 	default:
 		return kvmx_dev_ioctl(&e->dev, ioctl, argp);
 	}
