@@ -86,7 +86,11 @@ uint16_t vring_used_idx(const struct vring_drv *vr);
 /* Spin until used->idx reaches @idx; 0 or -ETIMEDOUT (with a message). */
 int vring_wait_used_idx(const struct vring_drv *vr, uint16_t idx, int timeout_ms);
 
-/* Notification suppression, driver side. */
+/*
+ * Notification suppression, driver side. Nothing here moves used_event
+ * behind the test's back: with VIRTIO_RING_F_EVENT_IDX acked, a driver that
+ * wants a call per completion must advance it itself.
+ */
 void vring_set_used_event(struct vring_drv *vr, uint16_t idx);
 void vring_set_avail_flags(struct vring_drv *vr, uint16_t flags);
 
