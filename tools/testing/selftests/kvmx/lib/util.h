@@ -6,6 +6,10 @@
 #include <stdint.h>
 #include <time.h>
 
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof(a[0]))
+#endif
+
 /* Monotonic clock in milliseconds, for timeouts. */
 static inline int64_t now_ms(void)
 {

@@ -355,7 +355,7 @@ const char *kvmx_fault_name(unsigned int fault)
 		[KVMX_FAULT_AVAIL_IDX] = "AVAIL_IDX",
 	};
 
-	if (fault < sizeof(names) / sizeof(names[0]) && names[fault])
+	if (fault < ARRAY_SIZE(names) && names[fault])
 		return names[fault];
 	return "unknown";
 }
