@@ -437,7 +437,7 @@ TEST_F(core, echo_crosses_pages_and_the_region_boundary)
 	ASSERT_NE(0ULL, last);
 	c.out[0] = (struct vring_seg){ GUEST_BASE_GPA + GUEST_PAGE_SIZE * 1000 + 17, 4099 };
 	c.in[0] = (struct vring_seg){ last, 4099 };
-	/* Region 0 past the rings: the allocator has moved on to region 1. */
+	/* A region-0 address the allocator skipped on its way to the boundary. */
 	ASSERT_LT(self->vq[NVQS - 1].used_gpa + GUEST_PAGE_SIZE, c.out[0].gpa);
 	ASSERT_LT(c.out[0].gpa + 4099, boundary - 5000);
 	echo_one(_metadata, self, 0, &c, false);
@@ -466,12 +466,15 @@ TEST_F(core, used_len_is_the_shorter_of_readable_and_writable)
 	/* More to read than room to write: the rest is dropped. */
 	chain_alloc(_metadata, self, &c, &big, 1, &small, 1, 0);
 	echo_one(_metadata, self, 0, &c, false);
+	chain_release(&c);
 	/* More room than data: the tail of the buffer stays untouched. */
 	chain_alloc(_metadata, self, &c, &small, 1, &big, 1, 0);
 	echo_one(_metadata, self, 0, &c, false);
+	chain_release(&c);
 	/* Nothing writable, or nothing readable: used.len is 0. */
 	chain_alloc(_metadata, self, &c, &big, 1, NULL, 0, 0);
 	echo_one(_metadata, self, 0, &c, false);
+	chain_release(&c);
 	chain_alloc(_metadata, self, &c, NULL, 0, &big, 1, 0);
 	echo_one(_metadata, self, 0, &c, false);
 	chain_release(&c);
