@@ -1,0 +1,611 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kvmx vhost-blk: a virtio-blk device backend in the host kernel.
+ *
+ * Each virtqueue has its own backend file (a regular file or a block
+ * device), a fixed pool of requests as large as the ring, and a worker
+ * (the core's, shared or per queue). Reads and writes go to the backend as
+ * asynchronous kiocbs: the worker submits a whole batch of chains per kick
+ * and never waits for data. Completions may arrive in interrupt context,
+ * where guest memory cannot be touched, so they are queued on a lock-free
+ * list and the worker writes status bytes and used entries on its next
+ * round.
+ *
+ * Lifetimes: a request belongs to the free stack (under vq->mutex), to the
+ * backend (counted in q->inflight), or to the done list. The backend file
+ * is only dropped once q->inflight is zero; the device is only freed once
+ * every completion has left its RCU read side (see blk_iocb_complete()).
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/fs.h>
+#include <linux/falloc.h>
+#include <linux/file.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/nospec.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/virtio_blk.h>
+#include <linux/wait.h>
+
+#include "kvmx_vhost.h"
+#include "kvmx_blk.h"
+
+#define BLK_WEIGHT	128	/* chains per round before other queues run */
+#define BLK_REQ_SEGS	(VHOST_BLK_SEG_MAX + 2)	/* data + header + status */
+
+#define BLK_FEATURES	(KVMX_CORE_FEATURES | \
+			 BIT_ULL(VIRTIO_BLK_F_SEG_MAX) | \
+			 BIT_ULL(VIRTIO_BLK_F_SIZE_MAX) | \
+			 BIT_ULL(VIRTIO_BLK_F_BLK_SIZE) | \
+			 BIT_ULL(VIRTIO_BLK_F_FLUSH) | \
+			 BIT_ULL(VIRTIO_BLK_F_MQ) | \
+			 BIT_ULL(VIRTIO_BLK_F_DISCARD) | \
+			 BIT_ULL(VIRTIO_BLK_F_WRITE_ZEROES) | \
+			 BIT_ULL(VIRTIO_BLK_F_RO))
+
+struct blk_queue;
+
+struct blk_req {
+	struct blk_queue *q;
+	struct kvmx_chain chain;
+	struct kiocb iocb;
+	struct llist_node done_node;
+	long result;		/* bytes moved or -errno, from the backend */
+	u32 expected;		/* bytes the backend had to move */
+	struct iovec iov[BLK_REQ_SEGS];
+	u64 gpa[BLK_REQ_SEGS];
+};
+
+struct blk_queue {
+	struct kvmx_vq vq;
+	struct file *backend;			/* under vq.mutex */
+	struct kvmx_blk_backend_info info;	/* of the backend */
+	u8 serial[VIRTIO_BLK_ID_BYTES];
+
+	struct blk_req *reqs;
+	u32 nreqs;
+	u16 *free;				/* stack of free requests */
+	u32 nfree;
+
+	struct llist_head done;			/* completed, any context */
+	atomic_t inflight;			/* submitted, not yet on done */
+	wait_queue_head_t idle;
+
+	u64 requests;
+	u64 ioerr;
+	u64 unsupp;
+	int last_error;
+};
+
+struct blk_dev {
+	struct kvmx_dev dev;
+	struct blk_queue queues[VHOST_BLK_MAX_QUEUES];
+	struct kvmx_vq *vqs[VHOST_BLK_MAX_QUEUES];
+};
+
+static void blk_put_req(struct blk_queue *q, struct blk_req *req)
+{
+	q->free[q->nfree++] = req - q->reqs;
+}
+
+/* Write the status byte, log what the guest sees changed, hand it back. */
+static void blk_complete(struct blk_queue *q, struct blk_req *req, u8 status,
+			 u32 used_len)
+{
+	struct kvmx_chain *chain = &req->chain;
+	const struct iovec *last = &chain->iov[chain->nout + chain->nin - 1];
+	u8 __user *status_ptr = last->iov_base + last->iov_len - 1;
+
+	if (status == VIRTIO_BLK_S_IOERR)
+		q->ioerr++;
+	else if (status == VIRTIO_BLK_S_UNSUPP)
+		q->unsupp++;
+
+	if (put_user(status, status_ptr)) {
+		kvmx_vq_fail(&q->vq, -EFAULT, KVMX_FAULT_ADDR);
+	} else {
+		kvmx_vq_log_write(&q->vq, chain, chain->in_len);
+		kvmx_vq_add_used(&q->vq, chain->head, used_len);
+	}
+	blk_put_req(q, req);
+}
+
+/*
+ * Runs in whatever context the backend completes in (often an interrupt),
+ * so it only queues the request for the worker.
+ */
+static void blk_iocb_complete(struct kiocb *iocb, long ret)
+{
+	struct blk_req *req = container_of(iocb, struct blk_req, iocb);
+	struct blk_queue *q = req->q;
+
+	req->result = ret;
+	/* The release path waits for this read side before freeing q. */
+	rcu_read_lock();
+	llist_add(&req->done_node, &q->done);
+	kvmx_vq_queue_work(&q->vq);
+	if (atomic_dec_and_test(&q->inflight))
+		wake_up_all(&q->idle);
+	rcu_read_unlock();
+}
+
+static bool blk_reap(struct blk_queue *q)
+{
+	struct llist_node *node = llist_del_all(&q->done);
+	struct blk_req *req, *next;
+	bool any = false;
+
+	node = llist_reverse_order(node);
+	llist_for_each_entry_safe(req, next, node, done_node) {
+		u8 status = VIRTIO_BLK_S_OK;
+		u32 used_len = KVMX_BLK_STATUS_LEN;
+
+		if (req->result != req->expected) {
+			status = VIRTIO_BLK_S_IOERR;
+			q->last_error = req->result < 0 ? req->result : -EIO;
+			pr_warn_ratelimited("vq %u: backend %s of %u bytes returned %ld\n",
+					    q->vq.index, req->chain.nin > 1 ? "read" : "write",
+					    req->expected, req->result);
+		} else if (req->chain.nin > 1) {
+			/* A read: data plus the status byte were written. */
+			used_len = req->chain.in_len;
+		}
+		blk_complete(q, req, status, used_len);
+		any = true;
+	}
+	return any;
+}
+
+static void blk_submit_rw(struct blk_queue *q, struct blk_req *req,
+			  const struct kvmx_blk_op *op, struct iov_iter *iter,
+			  bool write)
+{
+	struct file *file = q->backend;
+	struct kiocb *iocb = &req->iocb;
+	ssize_t ret;
+
+	init_sync_kiocb(iocb, file);
+	iocb->ki_pos = op->offset;
+	iocb->ki_complete = blk_iocb_complete;
+	req->expected = op->len;
+	iov_iter_truncate(iter, op->len);
+
+	atomic_inc(&q->inflight);
+	if (write) {
+		file_start_write(file);
+		ret = file->f_op->write_iter(iocb, iter);
+		file_end_write(file);
+	} else {
+		ret = file->f_op->read_iter(iocb, iter);
+	}
+	/* Buffered I/O and errors return at once; direct I/O calls back. */
+	if (ret != -EIOCBQUEUED)
+		blk_iocb_complete(iocb, ret);
+}
+
+static u8 blk_discard_write_zeroes(struct blk_queue *q, const struct kvmx_blk_op *op,
+				   struct iov_iter *iter)
+{
+	bool write_zeroes = op->type == VIRTIO_BLK_T_WRITE_ZEROES;
+	unsigned int i, nsegs = op->len / sizeof(struct virtio_blk_discard_write_zeroes);
+
+	for (i = 0; i < nsegs; i++) {
+		struct virtio_blk_discard_write_zeroes raw;
+		struct kvmx_blk_range seg;
+		u64 offset, len;
+		int mode, err;
+		u8 status;
+
+		if (copy_from_iter(&raw, sizeof(raw), iter) != sizeof(raw))
+			return VIRTIO_BLK_S_IOERR;
+		seg.sector = le64_to_cpu((__force __le64)raw.sector);
+		seg.num_sectors = le32_to_cpu((__force __le32)raw.num_sectors);
+		seg.flags = le32_to_cpu((__force __le32)raw.flags);
+		status = kvmx_blk_check_range(&seg, write_zeroes, &q->info, &offset, &len);
+		if (status != VIRTIO_BLK_S_OK)
+			return status;
+
+		/*
+		 * Punching a hole reads back as zeroes on files and block
+		 * devices alike, so it serves DISCARD and WRITE_ZEROES with
+		 * UNMAP; without UNMAP the range stays allocated.
+		 */
+		if (!write_zeroes || (seg.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+			mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+		else
+			mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+		err = vfs_fallocate(q->backend, mode, offset, len);
+		if (err == -EOPNOTSUPP)
+			return VIRTIO_BLK_S_UNSUPP;
+		if (err) {
+			q->last_error = err;
+			return VIRTIO_BLK_S_IOERR;
+		}
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Start one request; it completes now or, for data, when the backend calls. */
+static void blk_submit(struct blk_queue *q, struct blk_req *req)
+{
+	struct kvmx_chain *chain = &req->chain;
+	struct virtio_blk_outhdr raw;
+	struct kvmx_blk_hdr hdr;
+	struct kvmx_blk_op op;
+	struct iov_iter out, in;
+	u8 status;
+	int err;
+
+	q->requests++;
+	if (chain->out_len < KVMX_BLK_HDR_LEN || !chain->in_len) {
+		/* Nowhere to put a status: give the buffers back untouched. */
+		pr_warn_ratelimited("vq %u: request without header or status byte\n",
+				    q->vq.index);
+		q->ioerr++;
+		kvmx_vq_add_used(&q->vq, chain->head, 0);
+		blk_put_req(q, req);
+		return;
+	}
+
+	kvmx_chain_out_iter(chain, &out);
+	kvmx_chain_in_iter(chain, &in);
+	if (copy_from_iter(&raw, sizeof(raw), &out) != sizeof(raw)) {
+		blk_complete(q, req, VIRTIO_BLK_S_IOERR, KVMX_BLK_STATUS_LEN);
+		return;
+	}
+	hdr.type = le32_to_cpu((__force __le32)raw.type);
+	hdr.ioprio = le32_to_cpu((__force __le32)raw.ioprio);
+	hdr.sector = le64_to_cpu((__force __le64)raw.sector);
+	/* The status byte is the last writable byte, never data. */
+	iov_iter_truncate(&in, chain->in_len - KVMX_BLK_STATUS_LEN);
+
+	status = kvmx_blk_classify(&hdr, chain->out_len, chain->in_len, &q->info, &op);
+	if (status != VIRTIO_BLK_S_OK) {
+		blk_complete(q, req, status, KVMX_BLK_STATUS_LEN);
+		return;
+	}
+
+	switch (op.type) {
+	case VIRTIO_BLK_T_IN:
+		blk_submit_rw(q, req, &op, &in, false);
+		return;
+	case VIRTIO_BLK_T_OUT:
+		blk_submit_rw(q, req, &op, &out, true);
+		return;
+	case VIRTIO_BLK_T_FLUSH:
+		/* Durable means on stable storage before the guest hears back. */
+		err = q->info.read_only ? 0 : vfs_fsync(q->backend, 0);
+		if (err)
+			q->last_error = err;
+		status = err ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		if (copy_to_iter(q->serial, op.len, &in) != op.len)
+			status = VIRTIO_BLK_S_IOERR;
+		break;
+	default:
+		status = blk_discard_write_zeroes(q, &op, &out);
+		break;
+	}
+	blk_complete(q, req, status, KVMX_BLK_STATUS_LEN +
+		     (op.type == VIRTIO_BLK_T_GET_ID && status == VIRTIO_BLK_S_OK ? op.len : 0));
+}
+
+static void blk_handle_kick(struct kvmx_vq *vq)
+{
+	struct blk_queue *q = container_of(vq, struct blk_queue, vq);
+	unsigned int budget = vq->dev->weight;
+	bool used = blk_reap(q);
+
+	kvmx_vq_disable_notify(vq);
+	while (budget) {
+		struct blk_req *req;
+		int r;
+
+		/* All requests in flight: their completions requeue us. */
+		if (!q->nfree)
+			break;
+		req = &q->reqs[q->free[--q->nfree]];
+		req->q = q;
+		req->chain.iov = req->iov;
+		req->chain.gpa = req->gpa;
+		req->chain.max_segs = BLK_REQ_SEGS;
+		r = kvmx_vq_get_chain(vq, &req->chain);
+		if (r <= 0) {
+			blk_put_req(q, req);
+			if (r < 0 || !kvmx_vq_enable_notify(vq))
+				break;
+			kvmx_vq_disable_notify(vq);
+			continue;
+		}
+		blk_submit(q, req);
+		budget--;
+	}
+	if (!budget)
+		kvmx_vq_queue_work(vq);
+	used |= blk_reap(q);
+	if (used)
+		kvmx_vq_signal(vq);
+}
+
+static int blk_queue_prepare(struct blk_queue *q, struct file *file)
+{
+	struct inode *inode = file->f_mapping->host;
+	u32 i, n = q->vq.num;
+
+	if (!n)
+		return -EINVAL;
+	if (q->nreqs != n) {
+		kvfree(q->reqs);
+		kvfree(q->free);
+		q->nreqs = 0;
+		q->reqs = kvcalloc(n, sizeof(*q->reqs), GFP_KERNEL_ACCOUNT);
+		q->free = kvcalloc(n, sizeof(*q->free), GFP_KERNEL_ACCOUNT);
+		if (!q->reqs || !q->free) {
+			kvfree(q->reqs);
+			kvfree(q->free);
+			q->reqs = NULL;
+			q->free = NULL;
+			return -ENOMEM;
+		}
+		q->nreqs = n;
+	}
+	for (i = 0; i < n; i++)
+		q->free[i] = n - 1 - i;
+	q->nfree = n;
+
+	q->info.sectors = i_size_read(inode) >> SECTOR_SHIFT;
+	q->info.read_only = !(file->f_mode & FMODE_WRITE);
+	return 0;
+}
+
+/*
+ * Stop taking chains and wait for the backend to finish what it has. Called
+ * without vq->mutex, which completions never need.
+ */
+static void blk_queue_quiesce(struct blk_queue *q)
+{
+	mutex_lock(&q->vq.mutex);
+	kvmx_vq_stop(&q->vq);
+	mutex_unlock(&q->vq.mutex);
+	wait_event(q->idle, !atomic_read(&q->inflight));
+}
+
+/* Quiesce, tell the guest how its last requests ended, drop the backend. */
+static struct file *blk_queue_detach(struct blk_queue *q)
+{
+	struct file *old;
+
+	blk_queue_quiesce(q);
+	mutex_lock(&q->vq.mutex);
+	if (blk_reap(q))
+		kvmx_vq_signal(&q->vq);
+	old = q->backend;
+	q->backend = NULL;
+	mutex_unlock(&q->vq.mutex);
+	return old;
+}
+
+static int blk_check_backend(struct file *file)
+{
+	umode_t mode = file_inode(file)->i_mode;
+
+	if (!S_ISREG(mode) && !S_ISBLK(mode))
+		return -EINVAL;
+	if (!(file->f_mode & FMODE_READ) || !file->f_op->read_iter)
+		return -EBADF;
+	if ((file->f_mode & FMODE_WRITE) && !file->f_op->write_iter)
+		return -EINVAL;
+	return 0;
+}
+
+static long blk_set_backend(struct blk_dev *b, struct vhost_vring_file __user *argp)
+{
+	struct file *file = NULL, *old;
+	struct vhost_vring_file f;
+	struct blk_queue *q;
+	long r;
+
+	if (copy_from_user(&f, argp, sizeof(f)))
+		return -EFAULT;
+	if (f.index >= VHOST_BLK_MAX_QUEUES)
+		return -ENOBUFS;
+	q = &b->queues[array_index_nospec(f.index, VHOST_BLK_MAX_QUEUES)];
+	if (f.fd != VHOST_FILE_UNBIND) {
+		file = fget(f.fd);
+		if (!file)
+			return -EBADF;
+		r = blk_check_backend(file);
+		if (r)
+			goto put_file;
+	}
+
+	mutex_lock(&b->dev.mutex);
+	r = kvmx_dev_check_owner(&b->dev);
+	if (r)
+		goto unlock;
+
+	old = blk_queue_detach(q);
+	if (file) {
+		mutex_lock(&q->vq.mutex);
+		r = blk_queue_prepare(q, file);
+		if (!r) {
+			q->backend = file;
+			r = kvmx_vq_start(&q->vq, q);
+			if (r)
+				q->backend = NULL;
+		}
+		mutex_unlock(&q->vq.mutex);
+		if (!r)
+			file = NULL;	/* the queue owns it now */
+	}
+	mutex_unlock(&b->dev.mutex);
+	if (old)
+		fput(old);
+	goto put_file;
+
+unlock:
+	mutex_unlock(&b->dev.mutex);
+put_file:
+	if (file)
+		fput(file);
+	return r;
+}
+
+static long blk_set_serial(struct blk_dev *b, struct vhost_blk_serial __user *argp)
+{
+	struct vhost_blk_serial serial;
+	unsigned int i;
+
+	if (copy_from_user(&serial, argp, sizeof(serial)))
+		return -EFAULT;
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
+		mutex_lock(&b->queues[i].vq.mutex);
+		memcpy(b->queues[i].serial, serial.id, sizeof(serial.id));
+		mutex_unlock(&b->queues[i].vq.mutex);
+	}
+	return 0;
+}
+
+static long blk_get_stats(struct blk_dev *b, struct vhost_blk_stats __user *argp)
+{
+	struct vhost_blk_stats stats;
+	struct blk_queue *q;
+
+	if (copy_from_user(&stats, argp, sizeof(stats)))
+		return -EFAULT;
+	if (stats.index >= VHOST_BLK_MAX_QUEUES)
+		return -ENOBUFS;
+	q = &b->queues[array_index_nospec(stats.index, VHOST_BLK_MAX_QUEUES)];
+
+	mutex_lock(&q->vq.mutex);
+	stats.broken = q->vq.broken;
+	stats.requests = q->requests;
+	stats.ioerr = q->ioerr;
+	stats.unsupp = q->unsupp;
+	stats.inflight = atomic_read(&q->inflight);
+	stats.last_error = q->last_error;
+	stats.padding = 0;
+	mutex_unlock(&q->vq.mutex);
+	return copy_to_user(argp, &stats, sizeof(stats)) ? -EFAULT : 0;
+}
+
+static long blk_reset_owner(struct blk_dev *b, void __user *argp)
+{
+	struct file *old;
+	unsigned int i;
+	long r;
+
+	mutex_lock(&b->dev.mutex);
+	r = kvmx_dev_check_owner(&b->dev);
+	if (!r) {
+		for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
+			old = blk_queue_detach(&b->queues[i]);
+			if (old)
+				fput(old);
+		}
+	}
+	mutex_unlock(&b->dev.mutex);
+	return r ? r : kvmx_dev_ioctl(&b->dev, VHOST_RESET_OWNER, argp);
+}
+
+static long blk_ioctl(struct file *file, unsigned int ioctl, unsigned long arg)
+{
+	struct blk_dev *b = file->private_data;
+	void __user *argp = (void __user *)arg;
+	long r;
+
+	switch (ioctl) {
+	case VHOST_BLK_SET_BACKEND:
+		return blk_set_backend(b, argp);
+	case VHOST_RESET_OWNER:
+		return blk_reset_owner(b, argp);
+	case VHOST_BLK_SET_SERIAL:
+	case VHOST_BLK_GET_STATS:
+		mutex_lock(&b->dev.mutex);
+		r = kvmx_dev_check_owner(&b->dev);
+		mutex_unlock(&b->dev.mutex);
+		if (r)
+			return r;
+		if (ioctl == VHOST_BLK_SET_SERIAL)
+			return blk_set_serial(b, argp);
+		return blk_get_stats(b, argp);
+	default:
+		return kvmx_dev_ioctl(&b->dev, ioctl, argp);
+	}
+}
+
+static const kvmx_handle_kick_t blk_handlers[VHOST_BLK_MAX_QUEUES] = {
+	[0 ... VHOST_BLK_MAX_QUEUES - 1] = blk_handle_kick,
+};
+
+static int blk_open(struct inode *inode, struct file *file)
+{
+	struct blk_dev *b;
+	unsigned int i;
+
+	b = kvzalloc(sizeof(*b), GFP_KERNEL_ACCOUNT);
+	if (!b)
+		return -ENOMEM;
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
+		struct blk_queue *q = &b->queues[i];
+
+		init_llist_head(&q->done);
+		init_waitqueue_head(&q->idle);
+		b->vqs[i] = &q->vq;
+	}
+	kvmx_dev_init(&b->dev, "vhost-blk", b->vqs, VHOST_BLK_MAX_QUEUES,
+		      blk_handlers, BLK_FEATURES, BLK_WEIGHT);
+	file->private_data = b;
+	return 0;
+}
+
+static int blk_release(struct inode *inode, struct file *file)
+{
+	struct blk_dev *b = file->private_data;
+	unsigned int i;
+
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++)
+		blk_queue_quiesce(&b->queues[i]);
+	/* Completions may still be inside blk_iocb_complete(); let them leave. */
+	synchronize_rcu();
+	kvmx_dev_stop(&b->dev);
+
+	/* The owner may be gone: finished requests are dropped, not written. */
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
+		struct blk_queue *q = &b->queues[i];
+
+		llist_del_all(&q->done);
+		if (q->backend)
+			fput(q->backend);
+		kvfree(q->reqs);
+		kvfree(q->free);
+	}
+	kvmx_dev_cleanup(&b->dev);
+	kvfree(b);
+	return 0;
+}
+
+static const struct file_operations blk_fops = {
+	.owner = THIS_MODULE,
+	.open = blk_open,
+	.release = blk_release,
+	.unlocked_ioctl = blk_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = noop_llseek,
+};
+
+static struct miscdevice blk_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "vhost-blk",
+	.fops = &blk_fops,
+	.mode = 0600,
+};
+
+module_misc_device(blk_misc);
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("kvmx developers");
+MODULE_DESCRIPTION("kvmx vhost-blk: in-kernel virtio-blk backend on a file or block device (/dev/vhost-blk)");
