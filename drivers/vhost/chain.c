@@ -35,7 +35,7 @@ static const char * const fault_names[KVMX_FAULT_MAX] = {
 	[KVMX_FAULT_TOO_MANY_SEGS] = "more segments than the device takes",
 	[KVMX_FAULT_NESTED_INDIRECT] = "indirect table inside an indirect table",
 	[KVMX_FAULT_INDIRECT_NEXT] = "indirect descriptor with NEXT set",
-	[KVMX_FAULT_INDIRECT_SIZE] = "indirect table size not a multiple of 16",
+	[KVMX_FAULT_INDIRECT_SIZE] = "indirect table size zero or not a multiple of 16",
 	[KVMX_FAULT_INDIRECT_OFF] = "indirect descriptor without INDIRECT_DESC",
 	[KVMX_FAULT_ZERO_LEN] = "zero-length buffer",
 	[KVMX_FAULT_OUT_AFTER_IN] = "device-readable buffer after a writable one",
@@ -60,23 +60,26 @@ static int chain_fault(struct kvmx_chain *chain, enum kvmx_chain_fault fault,
 	return err;
 }
 
-/* Read @len bytes of guest memory at @gpa, which may span regions. */
-static int read_guest(const struct kvmx_memtable *mt,
-		      const struct kvmx_mem_ops *ops, void *ctx,
-		      u64 gpa, void *dst, size_t len)
+/*
+ * Read @len bytes of guest memory at @gpa, which may span regions. Says
+ * whether the address was outside the table or the memory unreadable.
+ */
+static enum kvmx_chain_fault read_guest(const struct kvmx_memtable *mt,
+					const struct kvmx_mem_ops *ops, void *ctx,
+					u64 gpa, void *dst, size_t len)
 {
 	u64 uaddr, chunk;
 
 	while (len) {
 		if (kvmx_memtable_translate(mt, gpa, len, &uaddr, &chunk))
-			return -EFAULT;
+			return KVMX_FAULT_ADDR;
 		if (ops->read(ctx, dst, uaddr, chunk))
-			return -EFAULT;
+			return KVMX_FAULT_READ;
 		dst += chunk;
 		gpa += chunk;
 		len -= chunk;
 	}
-	return 0;
+	return KVMX_FAULT_NONE;
 }
 
 static int add_segment(struct kvmx_chain *chain, const struct kvmx_memtable *mt,
@@ -85,6 +88,8 @@ static int add_segment(struct kvmx_chain *chain, const struct kvmx_memtable *mt,
 	u32 *total = writable ? &chain->in_len : &chain->out_len;
 	u64 last, uaddr, chunk;
 
+	if (chain->segs_exhausted)
+		return 0;
 	if (!len)
 		return chain_fault(chain, KVMX_FAULT_ZERO_LEN, -EINVAL);
 	if (!writable && chain->nin)
@@ -98,8 +103,15 @@ static int add_segment(struct kvmx_chain *chain, const struct kvmx_memtable *mt,
 
 		if (kvmx_memtable_translate(mt, gpa, len, &uaddr, &chunk))
 			return chain_fault(chain, KVMX_FAULT_ADDR, -EFAULT);
-		if (seg >= chain->max_segs)
-			return chain_fault(chain, KVMX_FAULT_TOO_MANY_SEGS, -E2BIG);
+		if (seg >= chain->max_segs) {
+			/*
+			 * Keep walking without segments: a loop must still be
+			 * reported as a loop, and the walk stays bounded by
+			 * the descriptor count.
+			 */
+			chain->segs_exhausted = true;
+			return 0;
+		}
 		chain->iov[seg].iov_base = u64_to_user_ptr(uaddr);
 		chain->iov[seg].iov_len = chunk;
 		chain->gpa[seg] = gpa;
@@ -113,12 +125,21 @@ static int add_segment(struct kvmx_chain *chain, const struct kvmx_memtable *mt,
 	return 0;
 }
 
+/* A chain that ended normally may still have been too big to map. */
+static int chain_end(struct kvmx_chain *chain)
+{
+	if (chain->segs_exhausted)
+		return chain_fault(chain, KVMX_FAULT_TOO_MANY_SEGS, -E2BIG);
+	return 0;
+}
+
 static int walk_indirect(const struct kvmx_ring_view *ring,
 			 const struct kvmx_memtable *mt,
 			 const struct kvmx_mem_ops *ops, void *ctx,
 			 u64 table_gpa, u32 table_len, struct kvmx_chain *chain)
 {
 	u32 entries, idx = 0, seen = 0;
+	enum kvmx_chain_fault fault;
 	struct kvmx_desc desc;
 	u64 last;
 	int err;
@@ -136,9 +157,10 @@ static int walk_indirect(const struct kvmx_ring_view *ring,
 			return chain_fault(chain, KVMX_FAULT_LOOP, -ELOOP);
 		if (++chain->ndesc > ring->num)
 			return chain_fault(chain, KVMX_FAULT_TOO_LONG, -E2BIG);
-		if (read_guest(mt, ops, ctx, table_gpa + (u64)idx * sizeof(desc),
-			       &desc, sizeof(desc)))
-			return chain_fault(chain, KVMX_FAULT_ADDR, -EFAULT);
+		fault = read_guest(mt, ops, ctx, table_gpa + (u64)idx * sizeof(desc),
+				   &desc, sizeof(desc));
+		if (fault != KVMX_FAULT_NONE)
+			return chain_fault(chain, fault, -EFAULT);
 
 		flags = le16_to_cpu(desc.flags);
 		if (flags & VRING_DESC_F_INDIRECT)
@@ -148,7 +170,7 @@ static int walk_indirect(const struct kvmx_ring_view *ring,
 		if (err)
 			return err;
 		if (!(flags & VRING_DESC_F_NEXT))
-			return 0;
+			return chain_end(chain);
 		idx = le16_to_cpu(desc.next);
 		if (idx >= entries)
 			return chain_fault(chain, KVMX_FAULT_NEXT_RANGE, -ERANGE);
@@ -185,6 +207,7 @@ int kvmx_chain_walk(const struct kvmx_ring_view *ring, u16 head,
 	chain->out_len = 0;
 	chain->in_len = 0;
 	chain->ndesc = 0;
+	chain->segs_exhausted = false;
 	chain->head = head;
 	chain->fault = KVMX_FAULT_NONE;
 
@@ -220,7 +243,7 @@ int kvmx_chain_walk(const struct kvmx_ring_view *ring, u16 head,
 		if (err)
 			return err;
 		if (!(flags & VRING_DESC_F_NEXT))
-			return 0;
+			return chain_end(chain);
 		idx = le16_to_cpu(desc.next);
 		if (idx >= ring->num)
 			return chain_fault(chain, KVMX_FAULT_NEXT_RANGE, -ERANGE);

@@ -695,17 +695,23 @@ static long kvmx_set_owner(struct kvmx_dev *dev)
 		r = -EBUSY;
 		goto out;
 	}
-	if (!current->mm) {
+	/*
+	 * Hold the address space itself, not just the mm_struct: workers
+	 * fault guest pages in, and an mm torn down under them (the owner
+	 * killed with I/O in flight) would be repopulated behind exit_mmap().
+	 * The reference goes at RESET_OWNER or close, as the owner's last
+	 * file closes after its mm is released.
+	 */
+	dev->mm = get_task_mm(current);
+	if (!dev->mm) {
 		r = -EINVAL;
 		goto out;
 	}
-	dev->mm = current->mm;
-	mmgrab(dev->mm);
 
 	worker = kvmx_worker_create(dev);
 	if (IS_ERR(worker)) {
 		r = PTR_ERR(worker);
-		mmdrop(dev->mm);
+		mmput(dev->mm);
 		dev->mm = NULL;
 		goto out;
 	}
@@ -805,7 +811,7 @@ static void kvmx_dev_reset(struct kvmx_dev *dev)
 	dev->log_base_set = false;
 	dev->acked_features = 0;
 	if (dev->mm)
-		mmdrop(dev->mm);
+		mmput(dev->mm);
 	dev->mm = NULL;
 }
 

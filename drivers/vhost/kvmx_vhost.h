@@ -10,8 +10,9 @@
  * Lifetimes:
  *  - struct kvmx_dev is embedded in a device's per-open structure; the
  *    device calls kvmx_dev_init() at open and kvmx_dev_cleanup() at release.
- *  - The owner's mm is pinned with mmgrab() at SET_OWNER and dropped at
- *    RESET_OWNER or cleanup; workers borrow it with kthread_use_mm().
+ *  - The owner's address space is held with get_task_mm() at SET_OWNER and
+ *    released at RESET_OWNER or cleanup; workers borrow it with
+ *    kthread_use_mm(), so it is never torn down under a running worker.
  *  - The memory table is owned by the device; each virtqueue has a pointer
  *    to it that is only read and replaced with vq->mutex held, so a table
  *    never changes under a request being processed.
@@ -86,6 +87,7 @@ struct kvmx_chain {
 	u32 in_len;
 	u16 head;
 	u32 ndesc;		/* descriptors visited, indirect entries included */
+	bool segs_exhausted;	/* more segments than max_segs were needed */
 	enum kvmx_chain_fault fault;
 };
 
