@@ -23,16 +23,16 @@ KTAG = $(notdir $(patsubst %/,%,$(KDIR)))
 MODDIR = $(BUILD)/modules/$(KTAG)
 SELFTEST_OUT := $(BUILD)/selftests
 
-KBUILD_SOURCES := Kbuild drivers include
+KBUILD_DIRS := drivers include
 
-.PHONY: all modules selftests check check-debian demo install clean help \
+.PHONY: all modules selftests check demo install clean help \
 	debug-kernel checkpatch sparse
 
 all: modules selftests
 
 help:
 	@echo 'kvmx targets:'
-	@echo '  make [KDIR=<kernel build dir>]  modules (kvmx_*.ko) + selftests'
+	@echo '  make [KDIR=<kernel build dir>]  modules (kvmx_*.ko) + selftests + vmlaunch'
 	@echo '  make check          build, then run KUnit + kselftests in the test VM (debug kernel)'
 	@echo '  make demo           set everything up, boot the test VM, show kvmx working'
 	@echo '  make install KDIR=/lib/modules/$$(uname -r)/build  modules_install + depmod'
@@ -43,11 +43,14 @@ help:
 	@echo 'Variables: KDIR, KVMX_CACHE (default ~/.cache/kvmx), W=1, C=1'
 
 # Kbuild writes objects next to the sources; a per-kernel tree of symlinks
-# keeps one checkout buildable for several kernels at once.
+# to the sources (never to objects) keeps one checkout buildable for
+# several kernels at once.
 modules:
 	@test -n "$(KDIR)" || { echo 'error: no KDIR (scripts/kvmx-kernel failed)'; exit 1; }
 	@mkdir -p $(MODDIR)
-	@cd $(REPO) && cp -rsf $(addprefix $(REPO)/,$(KBUILD_SOURCES)) $(MODDIR)/
+	@cd $(REPO) && for f in Kbuild $$(find $(KBUILD_DIRS) -name '*.[ch]'); do \
+		mkdir -p $(MODDIR)/$$(dirname $$f) && ln -sf $(REPO)/$$f $(MODDIR)/$$f; \
+	done
 	$(MAKE) -C $(KDIR) M=$(MODDIR) modules
 	@echo "kvmx: modules for $(KTAG) in $(MODDIR)"
 
