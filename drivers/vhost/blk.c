@@ -54,6 +54,7 @@ struct blk_req {
 	struct llist_node done_node;
 	long result;		/* bytes moved or -errno, from the backend */
 	u32 expected;		/* bytes the backend had to move */
+	bool write;		/* OUT, else IN */
 	struct iovec iov[BLK_REQ_SEGS];
 	u64 gpa[BLK_REQ_SEGS];
 };
@@ -146,9 +147,9 @@ static bool blk_reap(struct blk_queue *q)
 			status = VIRTIO_BLK_S_IOERR;
 			q->last_error = req->result < 0 ? req->result : -EIO;
 			pr_warn_ratelimited("vq %u: backend %s of %u bytes returned %ld\n",
-					    q->vq.index, req->chain.nin > 1 ? "read" : "write",
+					    q->vq.index, req->write ? "write" : "read",
 					    req->expected, req->result);
-		} else if (req->chain.nin > 1) {
+		} else if (!req->write) {
 			/* A read: data plus the status byte were written. */
 			used_len = req->chain.in_len;
 		}
@@ -170,6 +171,7 @@ static void blk_submit_rw(struct blk_queue *q, struct blk_req *req,
 	iocb->ki_pos = op->offset;
 	iocb->ki_complete = blk_iocb_complete;
 	req->expected = op->len;
+	req->write = write;
 	iov_iter_truncate(iter, op->len);
 
 	atomic_inc(&q->inflight);
