@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vmlaunch: the command line, and the order things are built and torn
+ * down in. Every bad argument is reported here, before any KVM object
+ * exists, with exit status 2.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+
+#include "vmlaunch.h"
+#include "dev-blk.h"
+
+#define DEFAULT_MEM		(512 * SZ_1M)
+#define MIN_MEM			(32 * SZ_1M)
+#define MAX_MEM			(1024 * SZ_1G)
+#define DEFAULT_CMDLINE		"console=ttyS0 pci=off panic=-1"
+#define CTRL_A			0x01
+
+bool vmlaunch_verbose;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+"Usage: vmlaunch --kernel BZIMAGE [OPTIONS]\n"
+"\n"
+"Boot a 64-bit x86 Linux kernel under KVM with a serial console and\n"
+"virtio-mmio block devices, served in userspace or by kvmx's /dev/vhost-blk.\n"
+"\n"
+"  --kernel FILE        bzImage to boot (required)\n"
+"  --initrd FILE        initramfs\n"
+"  --cmdline STRING     kernel command line (default \"" DEFAULT_CMDLINE "\")\n"
+"  --cpus N             vCPUs, 1..%d (default 1)\n"
+"  --mem SIZE           guest memory: a number with K, M, G or T, or MiB if\n"
+"                       bare (default 512M, at least 32M)\n"
+"  --hugetlb            back guest memory with 2 MiB huge pages\n"
+"  --disk PATH[,OPT]... a virtio-blk disk on a file or block device (up to %d);\n"
+"                       options: user (I/O thread in vmlaunch, the default),\n"
+"                       vhost (/dev/vhost-blk in the kernel), ro (read-only),\n"
+"                       serial=ID (GET_ID answer, up to 20 bytes; default:\n"
+"                       the file's name)\n"
+"  --console            connect stdin to the serial port too (raw mode on a\n"
+"                       terminal; Ctrl-A x quits)\n"
+"  -v, --verbose        log what vmlaunch sets up\n"
+"  -h, --help           this text\n"
+"\n"
+"The guest console (COM1, ttyS0) always goes to stdout.\n"
+"\n"
+"Exit status: 0 the guest powered off, 1 error, 2 bad usage,\n"
+"3 the guest rebooted (or triple-faulted), 4 SIGTERM/SIGINT/SIGHUP or Ctrl-A x.\n",
+		VMLAUNCH_MAX_CPUS, VMLAUNCH_MAX_DISKS);
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vmlaunch: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'vmlaunch --help' for more information.\n", stderr);
+	exit(VMLAUNCH_EXIT_USAGE);
+}
+
+/* A file argument must exist and be readable (and be of the right kind). */
+static void check_file(const char *opt, const char *path, bool allow_blockdev)
+{
+	struct stat st;
+
+	if (!*path)
+		usage_error("%s: empty file name", opt);
+	if (stat(path, &st) < 0)
+		usage_error("%s %s: %s", opt, path, strerror(errno));
+	if (!S_ISREG(st.st_mode) && !(allow_blockdev && S_ISBLK(st.st_mode)))
+		usage_error("%s %s: not a regular file%s", opt, path,
+			    allow_blockdev ? " or block device" : "");
+	if (access(path, R_OK) < 0)
+		usage_error("%s %s: %s", opt, path, strerror(errno));
+}
+
+static void parse_disk(struct vm_config *cfg, char *arg)
+{
+	struct disk_config *d;
+	char *opt, *save = NULL, *path;
+
+	if (cfg->ndisks >= VMLAUNCH_MAX_DISKS)
+		usage_error("--disk %s: too many disks (at most %d)", arg, VMLAUNCH_MAX_DISKS);
+	d = &cfg->disks[cfg->ndisks];
+	path = strtok_r(arg, ",", &save);
+	if (!path)
+		usage_error("--disk: no file given");
+	d->path = path;
+	d->backend = DISK_USER;
+	while ((opt = strtok_r(NULL, ",", &save))) {
+		if (!strcmp(opt, "vhost")) {
+			d->backend = DISK_VHOST;
+		} else if (!strcmp(opt, "user")) {
+			d->backend = DISK_USER;
+		} else if (!strcmp(opt, "ro")) {
+			d->ro = true;
+		} else if (!strncmp(opt, "serial=", 7)) {
+			if (strlen(opt + 7) > VIRTIO_BLK_SERIAL_LEN)
+				usage_error("--disk %s: serial '%s' is longer than %d bytes",
+					    path, opt + 7, VIRTIO_BLK_SERIAL_LEN);
+			strcpy(d->serial, opt + 7);
+		} else {
+			usage_error("--disk %s: unknown option '%s' (use user, vhost, ro, serial=ID)",
+				    path, opt);
+		}
+	}
+	check_file("--disk", path, true);
+	if (!d->ro && access(path, W_OK) < 0)
+		usage_error("--disk %s: %s (add ,ro for a read-only disk)", path, strerror(errno));
+	if (!d->serial[0]) {
+		char *copy = strdup(path);
+
+		if (!copy)
+			exit(VMLAUNCH_EXIT_ERROR);
+		snprintf(d->serial, sizeof(d->serial), "%s", basename(copy));
+		free(copy);
+	}
+	cfg->ndisks++;
+}
+
+enum {
+	OPT_KERNEL = 256,
+	OPT_INITRD,
+	OPT_CMDLINE,
+	OPT_CPUS,
+	OPT_MEM,
+	OPT_HUGETLB,
+	OPT_DISK,
+	OPT_CONSOLE,
+};
+
+static const struct option options[] = {
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "cpus", required_argument, NULL, OPT_CPUS },
+	{ "mem", required_argument, NULL, OPT_MEM },
+	{ "hugetlb", no_argument, NULL, OPT_HUGETLB },
+	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "console", no_argument, NULL, OPT_CONSOLE },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void parse_args(int argc, char **argv, struct vm_config *cfg)
+{
+	int c;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->cpus = 1;
+	cfg->mem_size = DEFAULT_MEM;
+	cfg->cmdline = DEFAULT_CMDLINE;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hv", options, NULL)) != -1) {
+		switch (c) {
+		case OPT_KERNEL:
+			cfg->kernel = optarg;
+			break;
+		case OPT_INITRD:
+			cfg->initrd = optarg;
+			break;
+		case OPT_CMDLINE:
+			cfg->cmdline = optarg;
+			break;
+		case OPT_CPUS:
+			if (parse_uint(optarg, &cfg->cpus) || !cfg->cpus ||
+			    cfg->cpus > VMLAUNCH_MAX_CPUS)
+				usage_error("--cpus %s: need a whole number from 1 to %d", optarg,
+					    VMLAUNCH_MAX_CPUS);
+			break;
+		case OPT_MEM:
+			if (parse_size(optarg, &cfg->mem_size))
+				usage_error("--mem %s: not a size (use e.g. 512M, 2G, or 512 for MiB)",
+					    optarg);
+			if (cfg->mem_size < MIN_MEM || cfg->mem_size > MAX_MEM)
+				usage_error("--mem %s: must be from 32M to 1T", optarg);
+			break;
+		case OPT_HUGETLB:
+			cfg->hugetlb = true;
+			break;
+		case OPT_DISK:
+			parse_disk(cfg, optarg);
+			break;
+		case OPT_CONSOLE:
+			cfg->console = true;
+			break;
+		case 'v':
+			vmlaunch_verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case ':':
+			usage_error("%s needs an argument", argv[optind - 1]);
+		default:
+			if (optopt)
+				usage_error("unknown option '-%c'", optopt);
+			usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+	if (!cfg->kernel)
+		usage_error("no --kernel given");
+	check_file("--kernel", cfg->kernel, false);
+	if (cfg->initrd)
+		check_file("--initrd", cfg->initrd, false);
+	if (cfg->mem_size & 4095)
+		usage_error("--mem: must be a multiple of 4K");
+	if (cfg->hugetlb && (cfg->mem_size & (HUGE_PAGE_SIZE - 1)))
+		usage_error("--mem: must be a multiple of 2M with --hugetlb");
+}
+
+/* ---- the terminal ------------------------------------------------------------- */
+
+static struct termios saved_termios;
+static bool termios_saved;
+
+static void console_raw(void)
+{
+	struct termios t;
+
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_termios) < 0)
+		return;
+	termios_saved = true;
+	t = saved_termios;
+	cfmakeraw(&t);
+	t.c_oflag |= OPOST | ONLCR;	/* keep the guest's "\n" readable */
+	tcsetattr(STDIN_FILENO, TCSANOW, &t);
+}
+
+static void console_restore(void)
+{
+	if (termios_saved)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios);
+}
+
+/* Forward stdin to the UART; Ctrl-A x stops the VM. Returns false at EOF. */
+static bool console_forward(struct vm *vm, struct serial *serial)
+{
+	static bool ctrl_a;
+	u8 buf[64], out[64];
+	size_t i, n_out = 0;
+	ssize_t n;
+
+	n = read(STDIN_FILENO, buf, sizeof(buf));
+	if (n <= 0)
+		return n < 0 && errno == EINTR;
+	for (i = 0; i < (size_t)n; i++) {
+		if (ctrl_a) {
+			ctrl_a = false;
+			if (buf[i] == 'x' || buf[i] == 'X') {
+				vm_request_stop(vm, VMLAUNCH_EXIT_SIGNAL);
+				return true;
+			}
+			if (buf[i] != CTRL_A)
+				out[n_out++] = CTRL_A;
+		} else if (buf[i] == CTRL_A) {
+			ctrl_a = true;
+			continue;
+		}
+		out[n_out++] = buf[i];
+	}
+	serial_input(serial, out, n_out);
+	return true;
+}
+
+/* ---- main ------------------------------------------------------------------------ */
+
+static int run(struct vm *vm, const struct vm_config *cfg, struct serial *serial, int sig_fd)
+{
+	bool stdin_open = cfg->console;
+
+	for (;;) {
+		struct pollfd fds[3] = {
+			{ .fd = vm->stop_fd, .events = POLLIN },
+			{ .fd = sig_fd, .events = POLLIN },
+			{ .fd = stdin_open ? STDIN_FILENO : -1, .events = POLLIN },
+		};
+
+		if (poll(fds, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			pr_err("poll: %s", strerror(errno));
+			vm_request_stop(vm, VMLAUNCH_EXIT_ERROR);
+		}
+		if (fds[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(sig_fd, &si, sizeof(si)) == sizeof(si))
+				pr_debug("signal %u: stopping the VM", si.ssi_signo);
+			vm_request_stop(vm, VMLAUNCH_EXIT_SIGNAL);
+		}
+		if (fds[2].revents & (POLLIN | POLLHUP))
+			stdin_open = console_forward(vm, serial);
+		if (__atomic_load_n(&vm->exit_code, __ATOMIC_ACQUIRE) != -1)
+			return vm->exit_code;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct acpi_device_info devs[ACPI_MAX_DEVICES];
+	struct blk_dev *disks[VMLAUNCH_MAX_DISKS] = { NULL };
+	struct serial *serial = NULL;
+	struct vm_config cfg;
+	struct vm vm;
+	sigset_t sigs;
+	int sig_fd = -1, status = VMLAUNCH_EXIT_ERROR, r;
+	unsigned int i;
+	u64 rsdp;
+
+	parse_args(argc, argv, &cfg);
+
+	/* Every thread inherits this mask; only the main thread reads them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (sig_fd < 0) {
+		pr_err("signalfd: %s", strerror(errno));
+		return VMLAUNCH_EXIT_ERROR;
+	}
+
+	r = vm_create(&vm, &cfg);
+	if (r)
+		goto out_vm;
+	r = vm_create_vcpus(&vm, cfg.cpus);
+	if (r)
+		goto out_vm;
+
+	serial = serial_create(&vm, &devs[0]);
+	if (!serial || pm_create(&vm)) {
+		pr_err("cannot set up the serial port and power registers");
+		goto out_vm;
+	}
+	for (i = 0; i < cfg.ndisks; i++) {
+		disks[i] = blk_create(&vm, &cfg.disks[i], i, &devs[1 + i]);
+		if (!disks[i])
+			goto out_devices;
+	}
+	r = acpi_build(&vm, devs, 1 + cfg.ndisks, &rsdp);
+	if (r) {
+		pr_err("cannot build the ACPI tables: %s", strerror(-r));
+		goto out_devices;
+	}
+	r = boot_linux(&vm, &cfg, rsdp);
+	if (r) {
+		if (r == -EINVAL)
+			status = VMLAUNCH_EXIT_USAGE;
+		goto out_devices;
+	}
+
+	if (cfg.console)
+		console_raw();
+	pr_debug("starting %u vCPU%s", cfg.cpus, cfg.cpus > 1 ? "s" : "");
+	r = vm_start(&vm);
+	if (!r)
+		status = run(&vm, &cfg, serial, sig_fd);
+	pr_debug("stopping");
+	vm_stop_vcpus(&vm);
+	console_restore();
+	if (vmlaunch_verbose)
+		vm_print_stats(&vm);
+
+out_devices:
+	for (i = 0; i < cfg.ndisks; i++)
+		blk_destroy(disks[i]);
+out_vm:
+	serial_destroy(serial);
+	vm_destroy(&vm);
+	close(sig_fd);
+	fflush(stdout);
+	pr_debug("torn down, exit status %d", status);
+	return status;
+}
