@@ -1,0 +1,364 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# vmlaunch end to end: boot real Linux guests under (nested) KVM with
+# vmlaunch and check what they did. Runs as root inside the test VM, where
+# the kvmx modules are already loaded; prints TAP as kselftest_harness does.
+#
+# Needs, relative to the repository this script lives in:
+#   build/vmlaunch/vmlaunch   make vmlaunch
+#   build/guest/              tools/testing/guest/mkinitramfs (run here if
+#                             missing; the VM's root is writable overlay)
+#
+# Environment: VMLAUNCH_TEST_TIMEOUT  seconds one guest may run (default 150)
+#              VMLAUNCH_TEST_KEEP=1   keep the work directory (logs, disks)
+set -u
+
+HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+REPO=$(cd "$HERE/../../../.." && pwd)
+VMLAUNCH=$REPO/build/vmlaunch/vmlaunch
+GUEST=$REPO/build/guest
+TIMEOUT=${VMLAUNCH_TEST_TIMEOUT:-150}
+CMDLINE="console=ttyS0 pci=off quiet panic=-1"
+MEM=256M
+PATTERN_SIZE=1048576
+
+WORK=$(mktemp -d /tmp/vmlaunch_test.XXXXXX)
+cleanup() {
+	[ "${VMLAUNCH_TEST_KEEP:-0}" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+TESTS=(
+	boot_powers_off_with_status_0
+	disk_write_user_backend
+	disk_write_vhost_backend
+	read_only_disks_refuse_writes
+	reboot_with_two_cpus_exits_3
+	sigterm_exits_4
+	bad_arguments_exit_2
+	missing_kernel_is_reported
+	no_dev_kvm_is_reported
+)
+
+# ---- helpers -------------------------------------------------------------------
+
+diag() {
+	printf '# %s\n' "$@"
+}
+
+# Show the end of a guest log after a failure.
+show_log() {
+	diag "last lines of $(basename "$1"):"
+	tail -n "${2:-25}" "$1" | sed 's/^/# | /'
+}
+
+# A reason to skip every test that boots a guest, or empty.
+GUEST_SKIP=
+VHOST_SKIP=
+
+setup() {
+	if [ ! -x "$VMLAUNCH" ]; then
+		GUEST_SKIP="no $VMLAUNCH (run make vmlaunch)"
+		return
+	fi
+	if [ ! -e /dev/kvm ]; then
+		modprobe kvm_amd 2>/dev/null || modprobe kvm_intel 2>/dev/null
+		udevadm settle 2>/dev/null
+	fi
+	if [ ! -e /dev/kvm ]; then
+		GUEST_SKIP="no /dev/kvm (kvm_amd/kvm_intel would not load: no nested virtualization?)"
+		return
+	fi
+	if [ ! -e "$GUEST/bzImage" ] || [ ! -e "$GUEST/initramfs.cpio.gz" ] ||
+		[ ! -e "$GUEST/pattern.bin" ]; then
+		diag "no guest image in $GUEST; building it"
+		if ! "$REPO/tools/testing/guest/mkinitramfs" --out "$GUEST" >"$WORK/mkinitramfs.log" 2>&1; then
+			show_log "$WORK/mkinitramfs.log" 5
+			GUEST_SKIP="no guest image (tools/testing/guest/mkinitramfs failed)"
+			return
+		fi
+	fi
+	[ -e /dev/vhost-blk ] || VHOST_SKIP="no /dev/vhost-blk (kvmx_vhost_blk is not loaded)"
+}
+
+# run_vm NAME ARGS...: run vmlaunch on the test guest, output in $WORK/NAME.log;
+# sets RC (vmlaunch's exit status, 124 if it had to be stopped) and SECS.
+run_vm() {
+	local name=$1 start end
+	shift
+	start=$(date +%s%N)
+	timeout -k 20 "$TIMEOUT" "$VMLAUNCH" --kernel "$GUEST/bzImage" \
+		--initrd "$GUEST/initramfs.cpio.gz" --mem "$MEM" "$@" >"$WORK/$name.log" 2>&1
+	RC=$?
+	end=$(date +%s%N)
+	SECS=$(((end - start) / 1000000000))
+}
+
+# expect_rc WANT LOG: fail with the log unless vmlaunch exited with WANT.
+expect_rc() {
+	if [ "$RC" = 124 ]; then
+		diag "vmlaunch did not finish within $TIMEOUT s"
+		show_log "$2"
+		return 1
+	fi
+	if [ "$RC" != "$1" ]; then
+		diag "vmlaunch exited with $RC, expected $1"
+		show_log "$2"
+		return 1
+	fi
+}
+
+# expect_line LOG TEXT...: each TEXT must be a line of LOG, as printed.
+expect_line() {
+	local log=$1 text
+	shift
+	for text in "$@"; do
+		if ! tr -d '\r' <"$log" | grep -qxF -- "$text"; then
+			diag "expected the line '$text'"
+			show_log "$log"
+			return 1
+		fi
+	done
+}
+
+# A disk image: 8 MiB, with the pattern in its first MiB (the guest checks
+# that it reads it back), zeroes elsewhere.
+make_disk() {
+	truncate -s 8M "$1" && dd if="$GUEST/pattern.bin" of="$1" conv=notrunc status=none
+}
+
+# same_bytes FILE OFFSET: the MiB of FILE at OFFSET is the pattern.
+same_bytes() {
+	dd if="$1" bs=64k skip=$(($2 / 65536)) count=16 status=none | cmp -s - "$GUEST/pattern.bin"
+}
+
+# ---- tests ----------------------------------------------------------------------
+
+test_boot_powers_off_with_status_0() {
+	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	run_vm boot --cmdline "$CMDLINE kvmx.test=boot"
+	expect_rc 0 "$WORK/boot.log" || return 1
+	expect_line "$WORK/boot.log" "KVMX-TEST: boot ok" || return 1
+	diag "boot to poweroff: $SECS s ($(grep -o 'init started at .*' "$WORK/boot.log"))"
+}
+
+# disk_write BACKEND: the disk-write action on a disk served by BACKEND.
+disk_write() {
+	local name=disk_write_$1 img=$WORK/disk-$1.img serial=vmlaunch-$1
+	make_disk "$img" || return 1
+	run_vm "$name" --cmdline "$CMDLINE kvmx.test=disk-write" \
+		--disk "$img,$1,serial=$serial"
+	expect_rc 0 "$WORK/$name.log" || return 1
+	expect_line "$WORK/$name.log" "KVMX-TEST: vda size 16384 ro 0" \
+		"KVMX-TEST: vda serial $serial" "KVMX-TEST: vda read ok" \
+		"KVMX-TEST: vda write ok" "KVMX-TEST: vda readback ok" || return 1
+	if ! same_bytes "$img" $PATTERN_SIZE; then
+		diag "the backing file does not hold what the guest wrote at 1 MiB"
+		return 1
+	fi
+	if ! same_bytes "$img" 0; then
+		diag "the backing file's first MiB changed"
+		return 1
+	fi
+	if [ "$(stat -c %s "$img")" != 8388608 ]; then
+		diag "the backing file changed size"
+		return 1
+	fi
+	diag "boot, write, flush, poweroff: $SECS s"
+}
+
+test_disk_write_user_backend() {
+	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	disk_write user
+}
+
+test_disk_write_vhost_backend() {
+	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	[ -z "$VHOST_SKIP" ] || { SKIP_REASON=$VHOST_SKIP; return 4; }
+	disk_write vhost
+}
+
+test_read_only_disks_refuse_writes() {
+	local disks=(user) args=() d sum_before sum_after lines=()
+	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	[ -n "$VHOST_SKIP" ] || disks+=(vhost)
+	for d in "${disks[@]}"; do
+		make_disk "$WORK/ro-$d.img" || return 1
+		args+=(--disk "$WORK/ro-$d.img,$d,ro")
+	done
+	sum_before=$(cat "$WORK"/ro-*.img | sha256sum)
+	run_vm ro --cmdline "$CMDLINE kvmx.test=disk-ro" "${args[@]}"
+	expect_rc 0 "$WORK/ro.log" || return 1
+	for d in $(seq 0 $((${#disks[@]} - 1))); do
+		d=vd$(printf "\\x$(printf %x $((97 + d)))")
+		lines+=("KVMX-TEST: $d size 16384 ro 1" "KVMX-TEST: $d read ok"
+			"KVMX-TEST: $d write refused" "KVMX-TEST: $d read after write ok")
+	done
+	expect_line "$WORK/ro.log" "${lines[@]}" "KVMX-TEST: disk-ro done" || return 1
+	sum_after=$(cat "$WORK"/ro-*.img | sha256sum)
+	if [ "$sum_before" != "$sum_after" ]; then
+		diag "a read-only backing file changed"
+		return 1
+	fi
+	[ -n "$VHOST_SKIP" ] && diag "vhost backend not covered: $VHOST_SKIP"
+	return 0
+}
+
+test_reboot_with_two_cpus_exits_3() {
+	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	run_vm reboot --cpus 2 --cmdline "$CMDLINE kvmx.test=reboot"
+	expect_rc 3 "$WORK/reboot.log" || return 1
+	if ! grep -q "KVMX-TEST: modules loaded at .* s, cpus 2" "$WORK/reboot.log"; then
+		diag "the guest did not report 2 CPUs"
+		show_log "$WORK/reboot.log"
+		return 1
+	fi
+	expect_line "$WORK/reboot.log" "KVMX-TEST: rebooting"
+}
+
+# SIGTERM while the guest boots: vmlaunch stops it and exits with 4.
+test_sigterm_exits_4() {
+	local pid i log=$WORK/sigterm.log
+	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	"$VMLAUNCH" -v --kernel "$GUEST/bzImage" --initrd "$GUEST/initramfs.cpio.gz" \
+		--mem "$MEM" --cmdline "$CMDLINE kvmx.test=sleep" >"$log" 2>&1 &
+	pid=$!
+	for i in $(seq 100); do
+		grep -q "starting 1 vCPU" "$log" && break
+		sleep 0.1
+	done
+	sleep 2
+	kill -TERM "$pid"
+	for i in $(seq 300); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		diag "vmlaunch still runs 30 s after SIGTERM"
+		kill -KILL "$pid"
+		wait "$pid"
+		return 1
+	fi
+	wait "$pid"
+	RC=$?
+	expect_rc 4 "$log"
+}
+
+# bad_args WANT_TEXT ARGS...: vmlaunch ARGS exits 2 and says WANT_TEXT.
+bad_args() {
+	local want=$1 out
+	shift
+	out=$("$VMLAUNCH" "$@" 2>&1)
+	RC=$?
+	if [ "$RC" != 2 ]; then
+		diag "vmlaunch $* exited with $RC, expected 2"
+		printf '%s\n' "$out" | sed 's/^/# | /'
+		return 1
+	fi
+	if ! grep -qF -- "$want" <<<"$out"; then
+		diag "vmlaunch $*: no '$want' in:"
+		printf '%s\n' "$out" | sed 's/^/# | /'
+		return 1
+	fi
+}
+
+test_bad_arguments_exit_2() {
+	local k=$GUEST/bzImage disk=$WORK/args.img notkernel=$WORK/not-a-kernel ok=0 i many=()
+	[ -x "$VMLAUNCH" ] || { SKIP_REASON="no $VMLAUNCH (run make vmlaunch)"; return 4; }
+	[ -e "$k" ] || k=$VMLAUNCH	# any existing file gets past the kernel check
+	truncate -s 1M "$disk"
+	head -c 4096 /dev/zero >"$notkernel"
+	for i in $(seq 9); do
+		many+=(--disk "$disk")
+	done
+	bad_args "no --kernel given" || ok=1
+	bad_args "--mem 12Q: not a size" --kernel "$k" --mem 12Q || ok=1
+	bad_args "--mem 1K: must be from 32M to 1T" --kernel "$k" --mem 1K || ok=1
+	bad_args "--cpus 0: need a whole number from 1 to 64" --kernel "$k" --cpus 0 || ok=1
+	bad_args "--cpus two: need a whole number" --kernel "$k" --cpus two || ok=1
+	bad_args "unknown option '--frobnicate'" --kernel "$k" --frobnicate || ok=1
+	bad_args "--cmdline needs an argument" --kernel "$k" --cmdline || ok=1
+	bad_args "unexpected argument 'extra'" --kernel "$k" extra || ok=1
+	bad_args "--disk $WORK/none.img: No such file or directory" \
+		--kernel "$k" --disk "$WORK/none.img" || ok=1
+	bad_args "unknown option 'bogus'" --kernel "$k" --disk "$disk,bogus" || ok=1
+	bad_args "too many disks (at most 8)" --kernel "$k" "${many[@]}" || ok=1
+	bad_args "--initrd $WORK/none.cpio: No such file or directory" \
+		--kernel "$k" --initrd "$WORK/none.cpio" || ok=1
+	bad_args "not an x86 bzImage" --kernel "$notkernel" || ok=1
+	return $ok
+}
+
+test_missing_kernel_is_reported() {
+	[ -x "$VMLAUNCH" ] || { SKIP_REASON="no $VMLAUNCH (run make vmlaunch)"; return 4; }
+	bad_args "--kernel $WORK/missing/bzImage: No such file or directory" \
+		--kernel "$WORK/missing/bzImage"
+}
+
+# Without /dev/kvm (hidden by a private /dev), vmlaunch says so and exits 1.
+test_no_dev_kvm_is_reported() {
+	local log=$WORK/nokvm.log k=$GUEST/bzImage
+	[ -x "$VMLAUNCH" ] || { SKIP_REASON="no $VMLAUNCH (run make vmlaunch)"; return 4; }
+	[ -e "$k" ] || k=$VMLAUNCH
+	if ! unshare -m true 2>/dev/null; then
+		SKIP_REASON="unshare -m is not allowed here"
+		return 4
+	fi
+	unshare -m sh -c 'mount -t tmpfs none /dev && exec "$0" --kernel "$1"' \
+		"$VMLAUNCH" "$k" >"$log" 2>&1
+	RC=$?
+	expect_rc 1 "$log" || return 1
+	if ! grep -q "/dev/kvm does not exist: KVM is not available" "$log"; then
+		diag "no clear message about /dev/kvm"
+		show_log "$log"
+		return 1
+	fi
+}
+
+# ---- main: TAP as kselftest_harness prints it ---------------------------------------
+
+setup
+echo "TAP version 13"
+echo "1..${#TESTS[@]}"
+echo "# Starting ${#TESTS[@]} tests from 1 test cases."
+pass=0
+fail=0
+skip=0
+n=0
+for t in "${TESTS[@]}"; do
+	n=$((n + 1))
+	SKIP_REASON=
+	echo "#  RUN           vmlaunch.$t ..."
+	"test_$t"
+	r=$?
+	case $r in
+	0)
+		echo "#            OK  vmlaunch.$t"
+		echo "ok $n vmlaunch.$t"
+		pass=$((pass + 1))
+		;;
+	4)
+		echo "#      SKIP      $SKIP_REASON"
+		echo "#            OK  vmlaunch.$t"
+		echo "ok $n vmlaunch.$t # SKIP $SKIP_REASON"
+		skip=$((skip + 1))
+		;;
+	*)
+		echo "#     FAIL  vmlaunch.$t"
+		echo "not ok $n vmlaunch.$t"
+		fail=$((fail + 1))
+		;;
+	esac
+done
+
+if [ $fail -eq 0 ]; then
+	echo "# PASSED: $((pass + skip)) / ${#TESTS[@]} tests passed."
+else
+	echo "# FAILED: $((pass + skip)) / ${#TESTS[@]} tests passed."
+fi
+echo "# Totals: pass:$pass fail:$fail xfail:0 xpass:0 skip:$skip error:0"
+[ "${VMLAUNCH_TEST_KEEP:-0}" = 1 ] && echo "# logs kept in $WORK"
+[ $fail -eq 0 ] || exit 1
+[ $pass -gt 0 ] || exit 4
+exit 0
