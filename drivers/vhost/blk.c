@@ -33,7 +33,11 @@
 #include "kvmx_blk.h"
 
 #define BLK_WEIGHT	128	/* chains per round before other queues run */
-#define BLK_REQ_SEGS	(VHOST_BLK_SEG_MAX + 2)	/* data + header + status */
+/*
+ * Data, header and status, plus room for buffers that cross a boundary
+ * between memory regions and so map to two segments.
+ */
+#define BLK_REQ_SEGS	(VHOST_BLK_SEG_MAX + 2 + 16)
 
 #define BLK_FEATURES	(KVMX_CORE_FEATURES | \
 			 BIT_ULL(VIRTIO_BLK_F_SEG_MAX) | \
@@ -74,6 +78,7 @@ struct blk_queue {
 	atomic_t inflight;			/* submitted, not yet on done */
 	wait_queue_head_t idle;
 
+	bool signal;				/* used entries not yet signalled */
 	u64 requests;
 	u64 ioerr;
 	u64 unsupp;
@@ -108,9 +113,19 @@ static void blk_complete(struct blk_queue *q, struct blk_req *req, u8 status,
 		kvmx_vq_fail(&q->vq, -EFAULT, KVMX_FAULT_ADDR);
 	} else {
 		kvmx_vq_log_write(&q->vq, chain, chain->in_len);
-		kvmx_vq_add_used(&q->vq, chain->head, used_len);
+		if (!kvmx_vq_add_used(&q->vq, chain->head, used_len))
+			q->signal = true;
 	}
 	blk_put_req(q, req);
+}
+
+/* One call per batch of used entries, however they completed. */
+static void blk_signal(struct blk_queue *q)
+{
+	if (q->signal) {
+		q->signal = false;
+		kvmx_vq_signal(&q->vq);
+	}
 }
 
 /*
@@ -132,11 +147,10 @@ static void blk_iocb_complete(struct kiocb *iocb, long ret)
 	rcu_read_unlock();
 }
 
-static bool blk_reap(struct blk_queue *q)
+static void blk_reap(struct blk_queue *q)
 {
 	struct llist_node *node = llist_del_all(&q->done);
 	struct blk_req *req, *next;
-	bool any = false;
 
 	node = llist_reverse_order(node);
 	llist_for_each_entry_safe(req, next, node, done_node) {
@@ -154,9 +168,7 @@ static bool blk_reap(struct blk_queue *q)
 			used_len = req->chain.in_len;
 		}
 		blk_complete(q, req, status, used_len);
-		any = true;
 	}
-	return any;
 }
 
 static void blk_submit_rw(struct blk_queue *q, struct blk_req *req,
@@ -168,6 +180,8 @@ static void blk_submit_rw(struct blk_queue *q, struct blk_req *req,
 	ssize_t ret;
 
 	init_sync_kiocb(iocb, file);
+	/* A disk is positional: an O_APPEND backend must not move writes. */
+	iocb->ki_flags &= ~IOCB_APPEND;
 	iocb->ki_pos = op->offset;
 	iocb->ki_complete = blk_iocb_complete;
 	req->expected = op->len;
@@ -185,6 +199,45 @@ static void blk_submit_rw(struct blk_queue *q, struct blk_req *req,
 	/* Buffered I/O and errors return at once; direct I/O calls back. */
 	if (ret != -EIOCBQUEUED)
 		blk_iocb_complete(iocb, ret);
+}
+
+/*
+ * For backends without FALLOC_FL_ZERO_RANGE (tmpfs, many file systems):
+ * write the zeroes, which keeps the range allocated as WRITE_ZEROES
+ * without UNMAP asks.
+ */
+static int blk_write_zeroes(struct file *file, u64 offset, u64 len)
+{
+	const size_t chunk = SZ_64K;
+	struct kvec kvec;
+	struct kiocb iocb;
+	struct iov_iter iter;
+	int err = 0;
+
+	kvec.iov_base = kzalloc(chunk, GFP_KERNEL);
+	if (!kvec.iov_base)
+		return -ENOMEM;
+	while (len) {
+		ssize_t ret;
+
+		kvec.iov_len = min_t(u64, len, chunk);
+		iov_iter_kvec(&iter, ITER_SOURCE, &kvec, 1, kvec.iov_len);
+		init_sync_kiocb(&iocb, file);
+		iocb.ki_flags &= ~IOCB_APPEND;
+		iocb.ki_pos = offset;
+		file_start_write(file);
+		ret = file->f_op->write_iter(&iocb, &iter);
+		file_end_write(file);
+		if (ret != kvec.iov_len) {
+			err = ret < 0 ? ret : -EIO;
+			break;
+		}
+		offset += ret;
+		len -= ret;
+		cond_resched();
+	}
+	kfree(kvec.iov_base);
+	return err;
 }
 
 static u8 blk_discard_write_zeroes(struct blk_queue *q, const struct kvmx_blk_op *op,
@@ -219,6 +272,8 @@ static u8 blk_discard_write_zeroes(struct blk_queue *q, const struct kvmx_blk_op
 		else
 			mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
 		err = vfs_fallocate(q->backend, mode, offset, len);
+		if (err == -EOPNOTSUPP && write_zeroes)
+			err = blk_write_zeroes(q->backend, offset, len);
 		if (err == -EOPNOTSUPP)
 			return VIRTIO_BLK_S_UNSUPP;
 		if (err) {
@@ -246,7 +301,8 @@ static void blk_submit(struct blk_queue *q, struct blk_req *req)
 		pr_warn_ratelimited("vq %u: request without header or status byte\n",
 				    q->vq.index);
 		q->ioerr++;
-		kvmx_vq_add_used(&q->vq, chain->head, 0);
+		if (!kvmx_vq_add_used(&q->vq, chain->head, 0))
+			q->signal = true;
 		blk_put_req(q, req);
 		return;
 	}
@@ -299,8 +355,8 @@ static void blk_handle_kick(struct kvmx_vq *vq)
 {
 	struct blk_queue *q = container_of(vq, struct blk_queue, vq);
 	unsigned int budget = vq->dev->weight;
-	bool used = blk_reap(q);
 
+	blk_reap(q);
 	kvmx_vq_disable_notify(vq);
 	while (budget) {
 		struct blk_req *req;
@@ -327,9 +383,8 @@ static void blk_handle_kick(struct kvmx_vq *vq)
 	}
 	if (!budget)
 		kvmx_vq_queue_work(vq);
-	used |= blk_reap(q);
-	if (used)
-		kvmx_vq_signal(vq);
+	blk_reap(q);
+	blk_signal(q);
 }
 
 static int blk_queue_prepare(struct blk_queue *q, struct file *file)
@@ -382,8 +437,8 @@ static struct file *blk_queue_detach(struct blk_queue *q)
 
 	blk_queue_quiesce(q);
 	mutex_lock(&q->vq.mutex);
-	if (blk_reap(q))
-		kvmx_vq_signal(&q->vq);
+	blk_reap(q);
+	blk_signal(q);
 	old = q->backend;
 	q->backend = NULL;
 	mutex_unlock(&q->vq.mutex);
