@@ -25,10 +25,10 @@ SELFTEST_OUT := $(BUILD)/selftests
 
 KBUILD_DIRS := drivers include
 
-.PHONY: all modules selftests check demo install clean help \
+.PHONY: all modules selftests vmlaunch check demo install clean help \
 	debug-kernel checkpatch sparse
 
-all: modules selftests
+all: modules selftests vmlaunch
 
 help:
 	@echo 'kvmx targets:'
@@ -57,6 +57,10 @@ modules:
 selftests:
 	$(MAKE) -C $(REPO)/tools/testing/selftests/kvmx KSFT_DIR=$(KSRC)/tools/testing/selftests \
 		OUTPUT=$(SELFTEST_OUT)
+
+# The launcher is plain userspace: libc, liburing and the uapi headers.
+vmlaunch:
+	$(MAKE) -C $(REPO)/userspace/vmlaunch OUTPUT=$(BUILD)/vmlaunch
 
 debug-kernel:
 	$(KERNEL_TOOL) debug
