@@ -23,6 +23,7 @@
  * until the next activation. The I/O thread lives from blk_create() to
  * blk_destroy().
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -85,6 +86,7 @@ struct blk_dev {
 	/* under lock: */
 	bool active;
 	bool broken;
+	bool dead;			/* the I/O thread has quit on an error */
 	bool pushed;			/* used entries added since the last notify check */
 	unsigned int inflight;
 	struct virtq vr;
@@ -95,6 +97,7 @@ struct blk_dev {
 
 	/* vhost backend */
 	struct vhost vhost;
+	int err_fd;			/* signalled when the kernel finds the ring broken */
 };
 
 static struct blk_dev *to_blk(struct virtio_dev *vdev)
@@ -191,6 +194,8 @@ static void blk_handle(struct blk_dev *b, struct blk_req *req)
 		return;
 	}
 	iov_copy_from(c->iov, c->nout, 0, &hdr, sizeof(hdr));
+	hdr.type = le32toh(hdr.type);
+	hdr.sector = le64toh(hdr.sector);
 	req->status = (u8 *)in[c->nin - 1].iov_base + in[c->nin - 1].iov_len - 1;
 
 	switch (hdr.type) {
@@ -324,6 +329,11 @@ static void *blk_io_thread(void *arg)
 		if (r < 0) {
 			pr_err("%s: io_uring: %s", b->name, strerror(-r));
 			vm_request_stop(b->vdev.vm, VMLAUNCH_EXIT_ERROR);
+			/* Nobody completes what is in flight now: let a reset go on. */
+			pthread_mutex_lock(&b->lock);
+			b->dead = true;
+			pthread_cond_broadcast(&b->idle);
+			pthread_mutex_unlock(&b->lock);
 			break;
 		}
 
@@ -387,7 +397,7 @@ static void blk_user_reset(struct virtio_dev *vdev)
 
 	pthread_mutex_lock(&b->lock);
 	b->active = false;
-	while (b->inflight)
+	while (b->inflight && !b->dead)
 		pthread_cond_wait(&b->idle, &b->lock);
 	pthread_mutex_unlock(&b->lock);
 }
@@ -440,7 +450,7 @@ static int blk_vhost_activate(struct virtio_dev *vdev)
 	r = vhost_set_features(&b->vhost, vdev->acked);
 	if (!r)
 		r = vhost_setup_vring(&b->vhost, vdev->vm, 0, &vdev->vq[0], vdev->acked,
-				      vdev->call_fd);
+				      vdev->call_fd, b->err_fd);
 	if (r)
 		return r;
 	if (ioctl(b->vhost.fd, VHOST_BLK_SET_BACKEND, &backend) < 0) {
@@ -463,6 +473,18 @@ static void blk_vhost_reset(struct virtio_dev *vdev)
 		pr_err("%s: VHOST_BLK_SET_BACKEND -1: %s", b->name, strerror(errno));
 }
 
+/* Main thread: the kernel stopped the ring because the guest broke a rule. */
+static void blk_vhost_ring_error(void *opaque)
+{
+	struct blk_dev *b = opaque;
+	struct vhost_blk_stats stats = { .index = 0 };
+
+	eventfd_drain(b->err_fd);
+	if (ioctl(b->vhost.fd, VHOST_BLK_GET_STATS, &stats) == 0)
+		pr_debug("%s: vhost ring broken, last error %d", b->name, stats.last_error);
+	virtio_needs_reset(&b->vdev);
+}
+
 static const struct virtio_dev_ops blk_vhost_ops = {
 	.read_config = blk_read_config,
 	.activate = blk_vhost_activate,
@@ -476,6 +498,12 @@ static int blk_vhost_init(struct blk_dev *b)
 	int r;
 
 	r = vhost_open(&b->vhost, "/dev/vhost-blk", b->vdev.vm);
+	if (r)
+		return r;
+	b->err_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (b->err_fd < 0)
+		return -errno;
+	r = vm_watch_fd(b->vdev.vm, b->err_fd, blk_vhost_ring_error, b);
 	if (r)
 		return r;
 	if ((b->vhost.features & needed) != needed) {
@@ -531,7 +559,7 @@ struct blk_dev *blk_create(struct vm *vm, const struct disk_config *cfg, unsigne
 	if (!b)
 		return NULL;
 	b->cfg = cfg;
-	b->fd = b->stop_fd = b->vhost.fd = -1;
+	b->fd = b->stop_fd = b->vhost.fd = b->err_fd = -1;
 	snprintf(b->name, sizeof(b->name), "vd%c", 'a' + index);
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->idle, NULL);
@@ -585,6 +613,8 @@ void blk_destroy(struct blk_dev *b)
 	if (b->ring_ready)
 		io_uring_queue_exit(&b->ring);
 	vhost_close(&b->vhost);
+	if (b->err_fd >= 0)
+		close(b->err_fd);
 	if (b->stop_fd >= 0)
 		close(b->stop_fd);
 	if (b->fd >= 0)

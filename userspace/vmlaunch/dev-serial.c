@@ -246,7 +246,8 @@ static void serial_io(void *opaque, u64 offset, u8 *data, u32 len, bool write)
 	pthread_mutex_unlock(&s->lock);
 }
 
-void serial_input(struct serial *s, const u8 *buf, size_t len)
+/* Queue received bytes; returns how many fitted in the FIFO. */
+size_t serial_input(struct serial *s, const u8 *buf, size_t len)
 {
 	size_t i;
 
@@ -257,6 +258,7 @@ void serial_input(struct serial *s, const u8 *buf, size_t len)
 	}
 	serial_update_irq(s);
 	pthread_mutex_unlock(&s->lock);
+	return i;
 }
 
 /*

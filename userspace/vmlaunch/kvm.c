@@ -607,6 +607,18 @@ void vm_destroy(struct vm *vm)
 
 /* ---- interrupts and eventfds ------------------------------------------------ */
 
+/* Before vm_start(): have the main thread call @fn when @fd is readable. */
+int vm_watch_fd(struct vm *vm, int fd, void (*fn)(void *opaque), void *opaque)
+{
+	if (vm->nwatch >= ARRAY_SIZE(vm->watch))
+		return -ENOSPC;
+	vm->watch[vm->nwatch].fd = fd;
+	vm->watch[vm->nwatch].fn = fn;
+	vm->watch[vm->nwatch].opaque = opaque;
+	vm->nwatch++;
+	return 0;
+}
+
 int vm_irq_line(struct vm *vm, u32 gsi, int level)
 {
 	struct kvm_irq_level irq = { .irq = gsi, .level = level };

@@ -251,33 +251,51 @@ static void console_restore(void)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios);
 }
 
-/* Forward stdin to the UART; Ctrl-A x stops the VM. Returns false at EOF. */
-static bool console_forward(struct vm *vm, struct serial *serial)
+/*
+ * Bytes read from stdin wait here while the UART's FIFO is full: stdin is
+ * not read again until the guest has taken them.
+ */
+struct console {
+	struct serial *serial;
+	bool ctrl_a;		/* the previous byte was Ctrl-A */
+	u8 pending[128];
+	size_t npending;
+};
+
+static void console_flush(struct console *c)
 {
-	static bool ctrl_a;
-	u8 buf[64], out[64];
-	size_t i, n_out = 0;
-	ssize_t n;
+	size_t n = serial_input(c->serial, c->pending, c->npending);
+
+	memmove(c->pending, c->pending + n, c->npending - n);
+	c->npending -= n;
+}
+
+/* Forward stdin to the UART; Ctrl-A x stops the VM. Returns false at EOF. */
+static bool console_forward(struct vm *vm, struct console *c)
+{
+	u8 buf[sizeof(c->pending) / 2];
+	ssize_t n, i;
 
 	n = read(STDIN_FILENO, buf, sizeof(buf));
 	if (n <= 0)
-		return n < 0 && errno == EINTR;
-	for (i = 0; i < (size_t)n; i++) {
-		if (ctrl_a) {
-			ctrl_a = false;
+		return n < 0 && (errno == EINTR || errno == EAGAIN);
+	/* Each byte adds at most two (a held Ctrl-A and itself). */
+	for (i = 0; i < n; i++) {
+		if (c->ctrl_a) {
+			c->ctrl_a = false;
 			if (buf[i] == 'x' || buf[i] == 'X') {
 				vm_request_stop(vm, VMLAUNCH_EXIT_SIGNAL);
 				return true;
 			}
 			if (buf[i] != CTRL_A)
-				out[n_out++] = CTRL_A;
+				c->pending[c->npending++] = CTRL_A;
 		} else if (buf[i] == CTRL_A) {
-			ctrl_a = true;
+			c->ctrl_a = true;
 			continue;
 		}
-		out[n_out++] = buf[i];
+		c->pending[c->npending++] = buf[i];
 	}
-	serial_input(serial, out, n_out);
+	console_flush(c);
 	return true;
 }
 
@@ -285,16 +303,24 @@ static bool console_forward(struct vm *vm, struct serial *serial)
 
 static int run(struct vm *vm, const struct vm_config *cfg, struct serial *serial, int sig_fd)
 {
+	struct console console = { .serial = serial };
 	bool stdin_open = cfg->console;
 
 	for (;;) {
-		struct pollfd fds[3] = {
+		/* With input pending, retry every 10 ms instead of reading more. */
+		bool waiting = console.npending > 0;
+		struct pollfd fds[3 + ARRAY_SIZE(vm->watch)] = {
 			{ .fd = vm->stop_fd, .events = POLLIN },
 			{ .fd = sig_fd, .events = POLLIN },
-			{ .fd = stdin_open ? STDIN_FILENO : -1, .events = POLLIN },
+			{ .fd = stdin_open && !waiting ? STDIN_FILENO : -1, .events = POLLIN },
 		};
+		unsigned int i;
 
-		if (poll(fds, 3, -1) < 0) {
+		for (i = 0; i < vm->nwatch; i++)
+			fds[3 + i] = (struct pollfd){ .fd = vm->watch[i].fd, .events = POLLIN };
+		if (waiting)
+			console_flush(&console);
+		if (poll(fds, 3 + vm->nwatch, waiting ? 10 : -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			pr_err("poll: %s", strerror(errno));
@@ -308,7 +334,11 @@ static int run(struct vm *vm, const struct vm_config *cfg, struct serial *serial
 			vm_request_stop(vm, VMLAUNCH_EXIT_SIGNAL);
 		}
 		if (fds[2].revents & (POLLIN | POLLHUP))
-			stdin_open = console_forward(vm, serial);
+			stdin_open = console_forward(vm, &console);
+		for (i = 0; i < vm->nwatch; i++) {
+			if (fds[3 + i].revents & POLLIN)
+				vm->watch[i].fn(vm->watch[i].opaque);
+		}
 		if (__atomic_load_n(&vm->exit_code, __ATOMIC_ACQUIRE) != -1)
 			return vm->exit_code;
 	}

@@ -9,8 +9,9 @@
  * driver accepted, then per queue SET_VRING_NUM, SET_VRING_BASE (0: a
  * freshly reset ring), SET_VRING_ADDR (host addresses of the three ring
  * parts, checked to lie in guest RAM), SET_VRING_KICK (the queue's KVM
- * ioeventfd) and SET_VRING_CALL (the device's KVM irqfd). Neither kick nor
- * call passes through vmlaunch afterwards. The device-specific ioctl that
+ * ioeventfd), SET_VRING_CALL (the device's KVM irqfd) and SET_VRING_ERR
+ * (an eventfd the main thread watches: the backend signals it when the
+ * guest broke the ring). Neither kick nor call passes through vmlaunch. The device-specific ioctl that
  * starts the ring (VHOST_BLK_SET_BACKEND, ...) is the caller's.
  */
 #include <errno.h>
@@ -110,8 +111,9 @@ static int vring_ioctl(struct vhost *vh, unsigned long req, const char *name, vo
 }
 
 int vhost_setup_vring(struct vhost *vh, struct vm *vm, unsigned int index,
-		      const struct virtio_queue *q, u64 features, int call_fd)
+		      const struct virtio_queue *q, u64 features, int call_fd, int err_fd)
 {
+	struct vhost_vring_file err = { .index = index, .fd = err_fd };
 	bool event_idx = features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
 	struct vhost_vring_state num = { .index = index, .num = q->num };
 	struct vhost_vring_state base = { .index = index, .num = 0 };
@@ -142,5 +144,7 @@ int vhost_setup_vring(struct vhost *vh, struct vm *vm, unsigned int index,
 		r = vring_ioctl(vh, VHOST_SET_VRING_KICK, "VHOST_SET_VRING_KICK", &kick, index);
 	if (!r)
 		r = vring_ioctl(vh, VHOST_SET_VRING_CALL, "VHOST_SET_VRING_CALL", &call, index);
+	if (!r && err_fd >= 0)
+		r = vring_ioctl(vh, VHOST_SET_VRING_ERR, "VHOST_SET_VRING_ERR", &err, index);
 	return r;
 }

@@ -14,6 +14,6 @@ int vhost_open(struct vhost *vh, const char *path, struct vm *vm);
 void vhost_close(struct vhost *vh);
 int vhost_set_features(struct vhost *vh, u64 features);
 int vhost_setup_vring(struct vhost *vh, struct vm *vm, unsigned int index,
-		      const struct virtio_queue *q, u64 features, int call_fd);
+		      const struct virtio_queue *q, u64 features, int call_fd, int err_fd);
 
 #endif /* VMLAUNCH_VHOST_H */

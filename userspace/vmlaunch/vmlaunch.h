@@ -168,6 +168,14 @@ struct vm {
 	struct pio_trace last_pio[16];
 	unsigned int npio_trace;
 
+	/* fds the main thread polls for devices, with what to call when readable. */
+	struct {
+		int fd;
+		void (*fn)(void *opaque);
+		void *opaque;
+	} watch[VM_MAX_RANGES];
+	unsigned int nwatch;
+
 	/* Stop request: the first writer of exit_code wins, then stop_fd fires. */
 	int exit_code;		/* -1 while running */
 	int stop_fd;		/* eventfd the main thread polls */
@@ -183,6 +191,7 @@ void vm_print_stats(struct vm *vm);
 
 int vm_register_pio(struct vm *vm, u64 base, u64 len, io_handler_fn fn, void *opaque);
 int vm_register_mmio(struct vm *vm, u64 base, u64 len, io_handler_fn fn, void *opaque);
+int vm_watch_fd(struct vm *vm, int fd, void (*fn)(void *opaque), void *opaque);
 int vm_irq_line(struct vm *vm, u32 gsi, int level);
 int vm_irqfd(struct vm *vm, int fd, u32 gsi);
 int vm_ioeventfd(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch);
@@ -239,7 +248,7 @@ int acpi_build(struct vm *vm, const struct acpi_device_info *devs,
 
 struct serial;
 struct serial *serial_create(struct vm *vm, struct acpi_device_info *info);
-void serial_input(struct serial *s, const u8 *buf, size_t len);
+size_t serial_input(struct serial *s, const u8 *buf, size_t len);
 void serial_destroy(struct serial *s);
 
 int pm_create(struct vm *vm);
