@@ -75,14 +75,21 @@ static int kvm_open(struct vm *vm)
 static int vm_setup_memory(struct vm *vm, const struct vm_config *cfg)
 {
 	struct kvm_userspace_memory_region region;
-	int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	int flags = MAP_PRIVATE | MAP_ANONYMOUS;
 	u64 map_size = cfg->mem_size;
 	u8 *p, *aligned;
 
-	if (cfg->hugetlb)
+	/*
+	 * hugetlbfs pages are reserved at mmap time, so a shortage fails
+	 * here rather than as SIGBUS later; ordinary memory is only
+	 * allocated as the guest touches it.
+	 */
+	if (cfg->hugetlb) {
 		flags |= MAP_HUGETLB;
-	else
+	} else {
+		flags |= MAP_NORESERVE;
 		map_size += HUGE_PAGE_SIZE;
+	}
 	p = mmap(NULL, map_size, PROT_READ | PROT_WRITE, flags, -1, 0);
 	if (p == MAP_FAILED) {
 		int r = -errno;
