@@ -101,9 +101,9 @@ main() {
 	*) sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 
-	# Inside the checkout: the VM does not see the host's /tmp.
-	mkdir -p "$REPO/build/vm"
-	WORK=$(mktemp -d "$REPO/build/vm/selftest.XXXXXX")
+	# Under the host's /tmp on purpose: the VM must see directories there
+	# (the module, the output directories) at the same paths.
+	WORK=$(mktemp -d -t vm-run-selftest.XXXXXX)
 
 	check clean 0 'command exited 0; kernel log clean' -- true
 	if [ "$FAILED" != 0 ]; then
