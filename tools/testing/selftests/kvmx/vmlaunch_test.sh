@@ -10,7 +10,7 @@
 #   build/guest/              tools/testing/guest/mkinitramfs (run here if
 #                             missing; the VM's root is writable overlay)
 #
-# Environment: VMLAUNCH_TEST_TIMEOUT  seconds one guest may run (default 300)
+# Environment: VMLAUNCH_TEST_TIMEOUT  seconds one guest may run (default 240)
 #              VMLAUNCH_TEST_KEEP=1   keep the work directory (logs, disks)
 set -u
 
@@ -18,7 +18,7 @@ HERE=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 REPO=$(cd "$HERE/../../../.." && pwd)
 VMLAUNCH=$REPO/build/vmlaunch/vmlaunch
 GUEST=$REPO/build/guest
-TIMEOUT=${VMLAUNCH_TEST_TIMEOUT:-300}
+TIMEOUT=${VMLAUNCH_TEST_TIMEOUT:-240}
 CMDLINE="console=ttyS0 pci=off quiet nokaslr panic=-1 kvmx.timeout=90"
 MEM=256M
 PATTERN_SIZE=1048576
