@@ -26,7 +26,7 @@ SELFTEST_OUT := $(BUILD)/selftests
 KBUILD_DIRS := drivers include
 
 .PHONY: all modules selftests vmlaunch check demo install clean help \
-	debug-kernel checkpatch sparse
+	debug-kernel checkpatch sparse bench
 
 all: modules selftests vmlaunch
 
@@ -71,6 +71,9 @@ check:
 
 demo:
 	$(REPO)/tools/testing/kvmx-demo
+
+bench:
+	$(REPO)/bench/run
 
 install: modules
 	$(MAKE) -C $(KDIR) M=$(MODDIR) modules_install
