@@ -12,8 +12,8 @@
 #   default   the debug kernel (must be built: make debug-kernel)
 #   --debian  Debian's 6.12 kernel (no kmemleak there: that check is skipped)
 #
-# Five VM boots: about 1.5 minutes on Debian's kernel, several on the debug
-# one (KASAN under TCG). Not part of `make check`. Each boot may take
+# Five VM boots: about 1 minute on Debian's kernel, 11 on the debug one
+# (idle 2-core host). Not part of `make check`. Each boot may take
 # SELFTEST_TIMEOUT seconds (default 1200).
 set -euo pipefail
 
