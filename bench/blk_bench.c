@@ -73,6 +73,7 @@ struct opts {
 	bool direct;
 	bool indirect;
 	bool shared_worker;
+	unsigned int busyloop_us;
 	uint64_t seed;
 	bool verbose;
 };
@@ -357,6 +358,8 @@ static void usage(FILE *f)
 "  --direct           open the backend O_DIRECT (as a VMM with cache=none)\n"
 "  --indirect         put each request in an indirect descriptor table\n"
 "  --shared-worker    all queues on the device's default worker\n"
+"  --busyloop USEC    VHOST_SET_VRING_BUSYLOOP_TIMEOUT: the worker polls the\n"
+"                     ring this long before sleeping (default 0: off)\n"
 "  --seed N           random offsets seed (default 1)\n"
 "  -v, --verbose      per-queue details on stderr\n"
 "  -h, --help         this text\n"
@@ -417,7 +420,8 @@ static double parse_seconds(const char *opt, const char *s, double lo)
 static void parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { OPT_BACKEND = 256, OPT_QUEUES, OPT_IODEPTH, OPT_RW, OPT_BS, OPT_RUNTIME, OPT_RAMP,
-	       OPT_DIRECT, OPT_INDIRECT, OPT_SHARED, OPT_SEED };
+	       OPT_DIRECT, OPT_INDIRECT, OPT_SHARED, OPT_SEED,
+	       OPT_BUSYLOOP };
 	static const struct option longopts[] = {
 		{ "backend", required_argument, NULL, OPT_BACKEND },
 		{ "queues", required_argument, NULL, OPT_QUEUES },
@@ -430,6 +434,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "indirect", no_argument, NULL, OPT_INDIRECT },
 		{ "shared-worker", no_argument, NULL, OPT_SHARED },
 		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "busyloop", required_argument, NULL, OPT_BUSYLOOP },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ }
@@ -463,6 +468,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case OPT_DIRECT: o->direct = true; break;
 		case OPT_INDIRECT: o->indirect = true; break;
 		case OPT_SHARED: o->shared_worker = true; break;
+		case OPT_BUSYLOOP:
+			o->busyloop_us = parse_uint("--busyloop", optarg, 0, 1000000, false);
+			break;
 		case OPT_SEED: o->seed = parse_uint("--seed", optarg, 0, ~0UL, false); break;
 		case 'v': o->verbose = true; break;
 		case 'h': usage(stdout); exit(0);
@@ -612,6 +620,15 @@ int main(int argc, char **argv)
 			fprintf(stderr, "blk_bench: vq %u: cannot lay out %u requests in guest memory: %s\n",
 				q, o.iodepth, strerror(-ret));
 			return 1;
+		}
+		if (o.busyloop_us) {
+			struct vhost_vring_state st = { .index = q, .num = o.busyloop_us };
+
+			if (ioctl(g.dev.fd, VHOST_SET_VRING_BUSYLOOP_TIMEOUT, &st)) {
+				fprintf(stderr, "blk_bench: VHOST_SET_VRING_BUSYLOOP_TIMEOUT on vq %u: %s\n",
+					q, strerror(errno));
+				return 1;
+			}
 		}
 		ret = blk_set_backend(&g.dev, q, fd);
 		if (ret) {
