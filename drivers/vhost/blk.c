@@ -4,9 +4,10 @@
  *
  * Each virtqueue has its own backend file (a regular file or a block
  * device), a fixed pool of requests as large as the ring, and a worker
- * (the core's, shared or per queue). Reads and writes go to the backend as
- * asynchronous kiocbs: the worker submits a whole batch of chains per kick
- * and never waits for data. Completions may arrive in interrupt context,
+ * (the core's, shared or per queue). Reads and writes go to a block device
+ * opened O_DIRECT as bios built straight on the guest's pages, and to
+ * anything else as asynchronous kiocbs: the worker submits a whole batch
+ * of chains per kick and never waits for data. Completions may arrive in interrupt context,
  * where guest memory cannot be touched, so they are queued on a lock-free
  * list and the worker writes status bytes and used entries on its next
  * round.
@@ -25,6 +26,7 @@
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/nospec.h>
+#include <linux/pagemap.h>
 #include <linux/sched/clock.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -53,6 +55,17 @@
 
 struct blk_queue;
 
+/*
+ * A bio of the direct path with room for our own list link: bi_next
+ * belongs to the block layer while the bio is in flight.
+ */
+struct blk_bio {
+	struct blk_bio *next;
+	struct bio bio;		/* last: the bio set's front pad ends here */
+};
+
+static struct bio_set blk_bio_set;
+
 struct blk_req {
 	struct blk_queue *q;
 	struct kvmx_chain chain;
@@ -61,6 +74,11 @@ struct blk_req {
 	long result;		/* bytes moved or -errno, from the backend */
 	u32 expected;		/* bytes the backend had to move */
 	bool write;		/* OUT, else IN */
+	u64 bio_pos;		/* byte offset of the direct bios */
+	/* Direct bios: in flight plus one held by the submitter; first error. */
+	atomic_t bios_pending;
+	int bio_error;
+	struct blk_bio *bios;	/* submitted, released by the worker */
 	struct iovec iov[BLK_REQ_SEGS];
 	u64 gpa[BLK_REQ_SEGS];
 };
@@ -68,6 +86,8 @@ struct blk_req {
 struct blk_queue {
 	struct kvmx_vq vq;
 	struct file *backend;			/* under vq.mutex */
+	/* Set when the backend is a block device opened O_DIRECT. */
+	struct block_device *bdev;
 	struct kvmx_blk_backend_info info;	/* of the backend */
 	u8 serial[VIRTIO_BLK_ID_BYTES];
 
@@ -139,9 +159,8 @@ static void blk_signal(struct blk_queue *q)
  * Runs in whatever context the backend completes in (often an interrupt),
  * so it only queues the request for the worker.
  */
-static void blk_iocb_complete(struct kiocb *iocb, long ret)
+static void blk_req_done(struct blk_req *req, long ret)
 {
-	struct blk_req *req = container_of(iocb, struct blk_req, iocb);
 	struct blk_queue *q = req->q;
 
 	req->result = ret;
@@ -162,6 +181,34 @@ static void blk_iocb_complete(struct kiocb *iocb, long ret)
 	rcu_read_unlock();
 }
 
+static void blk_iocb_complete(struct kiocb *iocb, long ret)
+{
+	blk_req_done(container_of(iocb, struct blk_req, iocb), ret);
+}
+
+/*
+ * Unpin the guest pages of a request's bios; read data landed in them, so
+ * they are dirtied. Process context: dirtying a page may sleep.
+ */
+static void blk_req_release_bios(struct blk_req *req)
+{
+	struct address_space *mapping;
+	struct blk_bio *b;
+
+	if (!req->bios)
+		return;
+	while ((b = req->bios)) {
+		req->bios = b->next;
+		bio_release_pages(&b->bio, !req->write);
+		bio_put(&b->bio);
+	}
+	/* As direct writes through the file do: drop what a reader cached meanwhile. */
+	mapping = req->q->backend->f_mapping;
+	if (req->write && mapping->nrpages)
+		invalidate_inode_pages2_range(mapping, req->bio_pos >> PAGE_SHIFT,
+					      (req->bio_pos + req->expected - 1) >> PAGE_SHIFT);
+}
+
 static void blk_reap(struct blk_queue *q)
 {
 	struct llist_node *node = llist_del_all(&q->done);
@@ -171,6 +218,8 @@ static void blk_reap(struct blk_queue *q)
 	llist_for_each_entry_safe(req, next, node, done_node) {
 		u8 status = VIRTIO_BLK_S_OK;
 		u32 used_len = KVMX_BLK_STATUS_LEN;
+
+		blk_req_release_bios(req);
 
 		if (req->result != req->expected) {
 			status = VIRTIO_BLK_S_IOERR;
@@ -186,6 +235,107 @@ static void blk_reap(struct blk_queue *q)
 	}
 }
 
+static void blk_bio_put_pending(struct blk_req *req)
+{
+	if (atomic_dec_and_test(&req->bios_pending))
+		blk_req_done(req, req->bio_error ? req->bio_error : req->expected);
+}
+
+/* Any context, often an interrupt: only account and hand over. */
+static void blk_bio_end_io(struct bio *bio)
+{
+	struct blk_req *req = bio->bi_private;
+
+	if (bio->bi_status)
+		cmpxchg(&req->bio_error, 0, blk_status_to_errno(bio->bi_status));
+	blk_bio_put_pending(req);
+}
+
+/*
+ * The block device's own direct-I/O path, without the file layers: bios on
+ * the guest's pages, pinned in the owner's mm the worker runs in. A guest
+ * buffer the block device cannot take as it is (alignment) goes the kiocb
+ * way, which fails it the way the device would.
+ */
+static bool blk_submit_bios(struct blk_queue *q, struct blk_req *req,
+			    const struct kvmx_blk_op *op, struct iov_iter *iter,
+			    bool write)
+{
+	struct block_device *bdev = q->bdev;
+	blk_opf_t opf = write ? REQ_OP_WRITE | REQ_SYNC | REQ_IDLE : REQ_OP_READ;
+	sector_t sector = op->offset >> SECTOR_SHIFT;
+	struct address_space *mapping = q->backend->f_mapping;
+	struct blk_bio **tail, *b, *next;
+	unsigned int nbios;
+
+	if ((op->offset | op->len) & (bdev_logical_block_size(bdev) - 1) ||
+	    !bdev_iter_is_aligned(bdev, iter) || !op->len)
+		return false;
+	/*
+	 * Stay coherent with buffered users of the same device, as the
+	 * block device's own O_DIRECT path is: their dirty pages reach the
+	 * disk first, and a write leaves no stale page behind.
+	 */
+	if (mapping->nrpages) {
+		loff_t end = op->offset + op->len - 1;
+
+		if (filemap_write_and_wait_range(mapping, op->offset, end) ||
+		    (write && invalidate_inode_pages2_range(mapping, op->offset >> PAGE_SHIFT,
+							     end >> PAGE_SHIFT)))
+			return false;
+	}
+
+	req->expected = op->len;
+	req->write = write;
+	req->bio_pos = op->offset;
+	req->bio_error = 0;
+	atomic_inc(&q->inflight);
+	/*
+	 * Pin the whole request before anything is submitted, so a guest
+	 * buffer that cannot be pinned fails the request without writing
+	 * part of it.
+	 */
+	tail = &req->bios;
+	nbios = 0;
+	while (iov_iter_count(iter)) {
+		struct blk_bio *b;
+		struct bio *bio;
+		int err;
+
+		bio = bio_alloc_bioset(bdev, bio_iov_vecs_to_alloc(iter, BIO_MAX_VECS), opf,
+				       GFP_KERNEL, &blk_bio_set);
+		bio->bi_iter.bi_sector = sector;
+		bio->bi_end_io = blk_bio_end_io;
+		bio->bi_private = req;
+		b = container_of(bio, struct blk_bio, bio);
+		b->next = NULL;
+		*tail = b;
+		tail = &b->next;
+		nbios++;
+		err = bio_iov_iter_get_pages(bio, iter);
+		/* A bio that took nothing would never finish the loop. */
+		if (!err && !bio->bi_iter.bi_size)
+			err = -EIO;
+		if (unlikely(err)) {
+			/* Guest memory the owner has no pages behind. */
+			pr_warn_ratelimited("vq %u: cannot pin guest buffer: %d\n",
+					    q->vq.index, err);
+			blk_req_release_bios(req);
+			blk_req_done(req, err);
+			return true;
+		}
+		sector += bio->bi_iter.bi_size >> SECTOR_SHIFT;
+	}
+	/* One reference per bio, plus ours until the last one is out. */
+	atomic_set(&req->bios_pending, nbios + 1);
+	for (b = req->bios; b; b = next) {
+		next = b->next;
+		submit_bio(&b->bio);
+	}
+	blk_bio_put_pending(req);
+	return true;
+}
+
 static void blk_submit_rw(struct blk_queue *q, struct blk_req *req,
 			  const struct kvmx_blk_op *op, struct iov_iter *iter,
 			  bool write)
@@ -194,6 +344,10 @@ static void blk_submit_rw(struct blk_queue *q, struct blk_req *req,
 	struct kiocb *iocb = &req->iocb;
 	ssize_t ret;
 
+	iov_iter_truncate(iter, op->len);
+	if (q->bdev && blk_submit_bios(q, req, op, iter, write))
+		return;
+
 	init_sync_kiocb(iocb, file);
 	/* A disk is positional: an O_APPEND backend must not move writes. */
 	iocb->ki_flags &= ~IOCB_APPEND;
@@ -201,7 +355,6 @@ static void blk_submit_rw(struct blk_queue *q, struct blk_req *req,
 	iocb->ki_complete = blk_iocb_complete;
 	req->expected = op->len;
 	req->write = write;
-	iov_iter_truncate(iter, op->len);
 
 	atomic_inc(&q->inflight);
 	if (write) {
@@ -386,6 +539,7 @@ static unsigned int blk_submit_batch(struct blk_queue *q, unsigned int budget,
 		req->chain.iov = req->iov;
 		req->chain.gpa = req->gpa;
 		req->chain.max_segs = BLK_REQ_SEGS;
+		req->bios = NULL;
 		r = kvmx_vq_get_chain(vq, &req->chain);
 		if (r <= 0) {
 			blk_put_req(q, req);
@@ -493,6 +647,11 @@ static int blk_queue_prepare(struct blk_queue *q, struct file *file)
 
 	q->info.sectors = i_size_read(inode) >> SECTOR_SHIFT;
 	q->info.read_only = !(file->f_mode & FMODE_WRITE);
+	/*
+	 * Only O_DIRECT: bios bypass the page cache, which a buffered
+	 * backend fd asks us to stay coherent with.
+	 */
+	q->bdev = S_ISBLK(inode->i_mode) && (file->f_flags & O_DIRECT) ? I_BDEV(inode) : NULL;
 	return 0;
 }
 
@@ -622,7 +781,7 @@ static long blk_get_stats(struct blk_dev *b, struct vhost_blk_stats __user *argp
 	stats.unsupp = q->unsupp;
 	stats.inflight = atomic_read(&q->inflight);
 	stats.last_error = q->last_error;
-	stats.padding = 0;
+	stats.flags = q->bdev ? VHOST_BLK_STATS_F_BIO : 0;
 	mutex_unlock(&q->vq.mutex);
 	return copy_to_user(argp, &stats, sizeof(stats)) ? -EFAULT : 0;
 }
@@ -712,7 +871,11 @@ static int blk_release(struct inode *inode, struct file *file)
 	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
 		struct blk_queue *q = &b->queues[i];
 
-		llist_del_all(&q->done);
+		struct llist_node *node = llist_del_all(&q->done);
+		struct blk_req *req, *next;
+
+		llist_for_each_entry_safe(req, next, node, done_node)
+			blk_req_release_bios(req);
 		if (q->backend)
 			fput(q->backend);
 		kvfree(q->reqs);
@@ -739,7 +902,27 @@ static struct miscdevice blk_misc = {
 	.mode = 0600,
 };
 
-module_misc_device(blk_misc);
+static int __init blk_init(void)
+{
+	int err;
+
+	err = bioset_init(&blk_bio_set, BIO_POOL_SIZE, offsetof(struct blk_bio, bio),
+			  BIOSET_NEED_BVECS);
+	if (err)
+		return err;
+	err = misc_register(&blk_misc);
+	if (err)
+		bioset_exit(&blk_bio_set);
+	return err;
+}
+module_init(blk_init);
+
+static void __exit blk_exit(void)
+{
+	misc_deregister(&blk_misc);
+	bioset_exit(&blk_bio_set);
+}
+module_exit(blk_exit);
 
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("kvmx developers");

@@ -37,7 +37,9 @@ struct vhost_blk_serial {
 
 /*
  * kvmx extension: per-queue counters. @index selects the queue.
- * @last_error is the errno of the last failed backend I/O.
+ * @last_error is the errno of the last failed backend I/O. @flags tells
+ * how the backend is driven: VHOST_BLK_STATS_F_BIO when reads and writes
+ * go to a block device opened O_DIRECT as bios, else through its file.
  */
 struct vhost_blk_stats {
 	__u32 index;
@@ -47,8 +49,10 @@ struct vhost_blk_stats {
 	__u64 unsupp;
 	__u64 inflight;
 	__s32 last_error;
-	__u32 padding;
+	__u32 flags;
 };
+
+#define VHOST_BLK_STATS_F_BIO	(1U << 0)
 
 #define VHOST_BLK_GET_STATS	_IOWR(VHOST_VIRTIO, 0x52, struct vhost_blk_stats)
 

@@ -27,6 +27,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -416,6 +417,28 @@ static bool make_loop(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self
 	return true;
 }
 
+/* How the device drives the backend of @vq: VHOST_BLK_STATS_F_BIO or 0. */
+static uint32_t backend_flags(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
+			      unsigned int vq)
+{
+	struct vhost_blk_stats st;
+
+	ASSERT_EQ(0, blk_get_stats(&self->g.dev, vq, &st));
+	return st.flags;
+}
+
+/* A memory-backed null_blk opened with @flags; false (skipped) if none. */
+static bool make_nullb(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
+		       struct blk_backend *b, int flags)
+{
+	int ret = blk_nullb_open(b, DISK_SIZE, self->shadow, flags);
+
+	if (ret == -ENODEV)
+		SKIP(return false, "no memory-backed /dev/nullb0 (modprobe null_blk memory_backed=1 failed or nullb0 is not memory-backed)");
+	ASSERT_EQ(0, ret);
+	return true;
+}
+
 /* ---- the data path ----------------------------------------------------- */
 
 TEST_F(blk, offers_the_virtio_blk_features)
@@ -483,6 +506,7 @@ TEST_F_TIMEOUT(blk, sector_aligned_writes_round_trip_through_an_o_direct_loop_de
 	if (!make_loop(_metadata, self, &loop, O_RDWR | O_DIRECT))
 		return;
 	round_trip_suite(_metadata, self, &loop, direct_layouts, ARRAY_SIZE(direct_layouts));
+	EXPECT_EQ(VHOST_BLK_STATS_F_BIO, backend_flags(_metadata, self, 0));
 	blk_guest_close(&self->g);
 	blk_backend_destroy(&loop);
 }
@@ -490,6 +514,116 @@ TEST_F_TIMEOUT(blk, sector_aligned_writes_round_trip_through_an_o_direct_loop_de
 static struct vring_seg seg_at(uint64_t gpa, uint32_t len)
 {
 	return (struct vring_seg){ .gpa = gpa, .len = len };
+}
+
+TEST_F_TIMEOUT(blk, sector_aligned_writes_round_trip_through_o_direct_null_blk_as_bios,
+	       SUITE_TIMEOUT_S)
+{
+	struct blk_backend nullb;
+
+	if (!make_nullb(_metadata, self, &nullb, O_RDWR | O_DIRECT))
+		return;
+	round_trip_suite(_metadata, self, &nullb, direct_layouts, ARRAY_SIZE(direct_layouts));
+	EXPECT_EQ(VHOST_BLK_STATS_F_BIO, backend_flags(_metadata, self, 0))
+		TH_LOG("a block device opened O_DIRECT is driven with bios");
+	expect_stats(_metadata, self, 0, 2 * ARRAY_SIZE(rw_sizes) * ARRAY_SIZE(direct_layouts),
+		     0, 0);
+	blk_guest_close(&self->g);
+	blk_backend_destroy(&nullb);
+}
+
+TEST_F(blk, buffered_block_devices_and_files_are_not_driven_with_bios)
+{
+	struct blk_backend nullb;
+
+	attach(_metadata, self, 0, self->disk.fd);
+	EXPECT_EQ(0U, backend_flags(_metadata, self, 0)) TH_LOG("a file backend");
+	if (!make_nullb(_metadata, self, &nullb, O_RDWR))
+		return;
+	attach(_metadata, self, 1, nullb.fd);
+	EXPECT_EQ(0U, backend_flags(_metadata, self, 1))
+		TH_LOG("a buffered block device must stay coherent with its page cache");
+	blk_guest_close(&self->g);
+	blk_backend_destroy(&nullb);
+}
+
+TEST_F(blk, misaligned_buffers_on_a_direct_block_device_fail_with_ioerr)
+{
+	const struct layout misaligned = { "two buffers 100 bytes off", .ndata = 2,
+					   .misalign = 100 };
+	uint8_t *data = random_bytes(_metadata, self, 4096);
+	struct blk_backend nullb;
+	struct blk_req w;
+	uint32_t used;
+
+	if (!make_nullb(_metadata, self, &nullb, O_RDWR | O_DIRECT))
+		return;
+	attach(_metadata, self, 0, nullb.fd);
+	build_rw(_metadata, self, &w, VIRTIO_BLK_T_OUT, 8, data, 4096, &misaligned);
+	EXPECT_EQ(VIRTIO_BLK_S_IOERR, run(_metadata, self, 0, &w, false, &used))
+		TH_LOG("O_DIRECT cannot take buffers off a 512-byte boundary");
+	EXPECT_EQ(1U, used);
+	blk_req_free(&w);
+	expect_backend_is_shadow(_metadata, self, &nullb);
+	/* The queue still serves well-formed requests. */
+	round_trip(_metadata, self, &nullb, 0, 8, 4096, &direct_layouts[0]);
+	expect_stats(_metadata, self, 0, 3, 1, 0);
+	free(data);
+	blk_guest_close(&self->g);
+	blk_backend_destroy(&nullb);
+}
+
+/*
+ * A buffer inside the memory table whose pages the owner has made
+ * inaccessible: the bio path cannot pin it. The request fails, nothing is
+ * written, and the queue goes on.
+ */
+TEST_F(blk, an_unpinnable_guest_buffer_fails_a_direct_request_with_ioerr)
+{
+	uint8_t *data = random_bytes(_metadata, self, 8192);
+	struct blk_backend nullb;
+	struct blk_req r;
+	uint64_t data_gpa;
+	uint32_t used;
+	void *hva;
+	int rw;
+
+	if (!make_nullb(_metadata, self, &nullb, O_RDWR | O_DIRECT))
+		return;
+	attach(_metadata, self, 0, nullb.fd);
+	for (rw = 0; rw < 2; rw++) {
+		uint32_t type = rw ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN;
+
+		data_gpa = guest_alloc(&self->g.mem, 8192, GUEST_PAGE_SIZE);
+		ASSERT_NE(0ULL, data_gpa);
+		hva = guest_hva(&self->g.mem, data_gpa, 8192);
+		ASSERT_NE(NULL, hva);
+		if (rw) {
+			ASSERT_EQ(0, blk_req_init(&r, type, 16, data, 8192, 1));
+		} else {
+			ASSERT_EQ(0, blk_req_init(&r, type, 16, NULL, 0, 8192 + 1));
+		}
+		r.nout = 1;
+		r.out_seg[0] = seg_at(guest_alloc(&self->g.mem, BLK_HDR_LEN, 16), BLK_HDR_LEN);
+		r.nin = 0;
+		if (rw)
+			r.out_seg[r.nout++] = seg_at(data_gpa, 8192);
+		else
+			r.in_seg[r.nin++] = seg_at(data_gpa, 8192);
+		r.in_seg[r.nin++] = seg_at(guest_alloc(&self->g.mem, 1, 1), 1);
+		ASSERT_EQ(0, blk_req_place(&self->g.mem, &r));
+		/* The second page only: part of the request could be pinned. */
+		ASSERT_EQ(0, mprotect((uint8_t *)hva + 4096, 4096, PROT_NONE));
+		EXPECT_EQ(VIRTIO_BLK_S_IOERR, run(_metadata, self, 0, &r, false, &used))
+			TH_LOG("%s into a guest page the owner protected", rw ? "write" : "read");
+		ASSERT_EQ(0, mprotect((uint8_t *)hva + 4096, 4096, PROT_READ | PROT_WRITE));
+		blk_req_free(&r);
+	}
+	expect_backend_is_shadow(_metadata, self, &nullb);
+	round_trip(_metadata, self, &nullb, 0, 32, 8192, &direct_layouts[0]);
+	free(data);
+	blk_guest_close(&self->g);
+	blk_backend_destroy(&nullb);
 }
 
 TEST_F(blk, buffers_straddling_the_region_boundary_round_trip)
