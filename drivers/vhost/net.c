@@ -365,6 +365,17 @@ static size_t net_tx_check(struct net_queue *q, const struct kvmx_chain *chain)
 	return chain->out_len - q->vhost_hlen;
 }
 
+/*
+ * A chain that is no packet: returned unused, counted, and reported on the
+ * error eventfd as vhost_net does; the ring goes on with the next chain.
+ */
+static void net_tx_bad_chain(struct net_queue *q)
+{
+	q->dropped++;
+	if (q->vq.error_ctx)
+		kvmx_eventfd_signal(q->vq.error_ctx);
+}
+
 static void net_handle_tx(struct kvmx_vq *vq)
 {
 	struct net_queue *q = to_queue(vq);
@@ -407,7 +418,7 @@ static void net_handle_tx(struct kvmx_vq *vq)
 
 		len = net_tx_check(q, &chain);
 		if (!len) {
-			q->dropped++;
+			net_tx_bad_chain(q);
 			goto done;
 		}
 		kvmx_chain_out_iter(&chain, &msg.msg_iter);
@@ -422,7 +433,7 @@ static void net_handle_tx(struct kvmx_vq *vq)
 						    vq->index, chain.head, err == -EFAULT ?
 						    "guest memory unreadable" :
 						    "checksum offset beyond the frame");
-				q->dropped++;
+				net_tx_bad_chain(q);
 				goto done;
 			}
 			/* Too big for a fragment (or none to be had): alone, in order. */
@@ -552,6 +563,8 @@ static int net_rx_get_bufs(struct net_queue *q, u32 datalen, unsigned int quota,
 			pr_warn_ratelimited("vq %u: RX chain %u has %u device-readable buffers; returned unused\n",
 					    vq->index, chain.head, chain.nout);
 			q->dropped++;
+			if (vq->error_ctx)
+				kvmx_eventfd_signal(vq->error_ctx);
 			if (kvmx_vq_add_used(vq, chain.head, 0)) {
 				kvmx_vq_discard(vq, n);
 				return -EFAULT;
@@ -724,7 +737,7 @@ static struct socket *net_get_packet_socket(int fd)
 
 	sock = sockfd_lookup(fd, &err);
 	if (!sock)
-		return ERR_PTR(err);
+		return ERR_PTR(-ENOTSOCK);
 	if (sock->sk->sk_type != SOCK_RAW || sock->sk->sk_family != AF_PACKET) {
 		sockfd_put(sock);
 		return ERR_PTR(-ENOTSOCK);
@@ -735,6 +748,7 @@ static struct socket *net_get_packet_socket(int fd)
 /*
  * The socket behind a tun, tap (macvtap/ipvtap) or raw AF_PACKET fd. The
  * returned socket holds a reference on its file; sockfd_put() drops it.
+ * Anything else, a closed fd included, is -ENOTSOCK, as with vhost_net.
  */
 static struct socket *net_get_socket(int fd, bool *tun, struct ptr_ring **ring)
 {
@@ -743,7 +757,7 @@ static struct socket *net_get_socket(int fd, bool *tun, struct ptr_ring **ring)
 
 	file = fget(fd);
 	if (!file)
-		return ERR_PTR(-EBADF);
+		return ERR_PTR(-ENOTSOCK);
 	*tun = true;
 	sock = tun_get_socket(file);
 	if (!IS_ERR(sock)) {
