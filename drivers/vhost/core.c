@@ -193,6 +193,27 @@ void kvmx_vq_flush(struct kvmx_vq *vq)
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_flush);
 
+/**
+ * kvmx_vq_has_work - is other work waiting for @vq's worker?
+ * @vq: the virtqueue, mutex held
+ *
+ * A handler that busy-polls stops when this turns true, so it never
+ * holds the worker while other rings (or its own requeue) wait.
+ */
+bool kvmx_vq_has_work(struct kvmx_vq *vq)
+{
+	struct kvmx_worker *worker;
+	bool busy = false;
+
+	rcu_read_lock();
+	worker = rcu_dereference(vq->worker);
+	if (worker)
+		busy = !llist_empty(&worker->work_list);
+	rcu_read_unlock();
+	return busy;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_has_work);
+
 static void kvmx_vq_kick_work(struct kvmx_work *work)
 {
 	struct kvmx_vq *vq = container_of(work, struct kvmx_vq, kick_work);
@@ -500,6 +521,82 @@ fault:
 	return -EFAULT;
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_add_used);
+
+/**
+ * kvmx_vq_add_used_n - hand several chains back with one index update
+ * @vq: the virtqueue, mutex held
+ * @elems: @n used elements, already little endian (kvmx_used_elem())
+ * @n: how many
+ *
+ * Return: 0, or -EFAULT after which the ring is broken.
+ */
+int kvmx_vq_add_used_n(struct kvmx_vq *vq, const struct vring_used_elem *elems,
+		       unsigned int n)
+{
+	unsigned int done = 0;
+	__le16 idx;
+
+	while (done < n) {
+		u32 slot = (u16)(vq->last_used_idx + done) & (vq->num - 1);
+		/* Up to the end of the ring, then from its start. */
+		unsigned int chunk = min(n - done, vq->num - slot);
+		size_t off = used_ring_off(slot);
+
+		if (copy_to_user(used_ptr(vq, off), elems + done, chunk * sizeof(*elems)))
+			goto fault;
+		kvmx_log_used(vq, off, chunk * sizeof(*elems));
+		done += chunk;
+	}
+	if (!n)
+		return 0;
+	/* The elements must be visible before the index that publishes them. */
+	smp_wmb();
+	idx = cpu_to_le16(vq->last_used_idx + n);
+	if (put_user(idx, (__le16 __user *)used_ptr(vq, offsetof(struct vring_used, idx))))
+		goto fault;
+	kvmx_log_used(vq, offsetof(struct vring_used, idx), sizeof(idx));
+	vq->last_used_idx += n;
+	return 0;
+
+fault:
+	kvmx_vq_fail(vq, -EFAULT, KVMX_FAULT_NONE);
+	return -EFAULT;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_add_used_n);
+
+/**
+ * kvmx_vq_discard - give back the last @n chains taken, unprocessed
+ * @vq: the virtqueue, mutex held
+ * @n: chains taken by kvmx_vq_get_chain() and not yet used
+ *
+ * The next kvmx_vq_get_chain() walks them again from the avail ring, as
+ * upstream's vhost_discard_vq_desc(): for a packet that found too few
+ * buffers or a backend that cannot take it now.
+ */
+void kvmx_vq_discard(struct kvmx_vq *vq, unsigned int n)
+{
+	vq->last_avail_idx -= n;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_discard);
+
+/**
+ * kvmx_vq_avail_empty - has the guest made no chain available?
+ * @vq: the virtqueue, mutex held
+ *
+ * Return: true when nothing is waiting. An unreadable ring reads as not
+ * empty, so the caller's next kvmx_vq_get_chain() reports the fault.
+ */
+bool kvmx_vq_avail_empty(struct kvmx_vq *vq)
+{
+	u16 avail_idx;
+
+	if (vq->avail_idx_shadow != vq->last_avail_idx)
+		return false;
+	if (read_avail_u16(vq, offsetof(struct vring_avail, idx), &avail_idx))
+		return false;
+	return avail_idx == vq->last_avail_idx;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_avail_empty);
 
 static bool kvmx_vq_should_signal(struct kvmx_vq *vq)
 {
@@ -953,23 +1050,16 @@ static long kvmx_free_worker(struct kvmx_dev *dev, struct vhost_worker_state __u
 	return 0;
 }
 
-static long kvmx_attach_worker(struct kvmx_dev *dev, struct kvmx_vq *vq,
-			       struct vhost_vring_worker __user *argp)
+/* dev->mutex held; @vq->mutex not. */
+static void kvmx_vq_attach_worker(struct kvmx_vq *vq, struct kvmx_worker *worker)
 {
-	struct kvmx_worker *worker, *old;
-	struct vhost_vring_worker w;
-
-	if (copy_from_user(&w, argp, sizeof(w)))
-		return -EFAULT;
-	worker = xa_load(&dev->workers, w.worker_id);
-	if (!worker)
-		return -ENODEV;
+	struct kvmx_worker *old;
 
 	mutex_lock(&vq->mutex);
 	old = rcu_dereference_protected(vq->worker, lockdep_is_held(&vq->mutex));
 	if (old == worker) {
 		mutex_unlock(&vq->mutex);
-		return 0;
+		return;
 	}
 	atomic_inc(&worker->attached_vqs);
 	rcu_assign_pointer(vq->worker, worker);
@@ -981,8 +1071,45 @@ static long kvmx_attach_worker(struct kvmx_dev *dev, struct kvmx_vq *vq,
 		kvmx_worker_flush(old);
 		atomic_dec(&old->attached_vqs);
 	}
+}
+
+static long kvmx_attach_worker(struct kvmx_dev *dev, struct kvmx_vq *vq,
+			       struct vhost_vring_worker __user *argp)
+{
+	struct kvmx_worker *worker;
+	struct vhost_vring_worker w;
+
+	if (copy_from_user(&w, argp, sizeof(w)))
+		return -EFAULT;
+	worker = xa_load(&dev->workers, w.worker_id);
+	if (!worker)
+		return -ENODEV;
+	kvmx_vq_attach_worker(vq, worker);
 	return 0;
 }
+
+/**
+ * kvmx_dev_new_vq_worker - give @vq a worker of its own
+ * @dev: the device, mutex held, owned by current
+ * @vq: one of its virtqueues, mutex not held
+ *
+ * What NEW_WORKER plus ATTACH_VRING_WORKER do, for devices that want
+ * separate threads without asking the VMM (vhost-net's RX and TX).
+ *
+ * Return: 0 or a negative errno; on error @vq keeps its worker.
+ */
+int kvmx_dev_new_vq_worker(struct kvmx_dev *dev, struct kvmx_vq *vq)
+{
+	struct kvmx_worker *worker;
+
+	lockdep_assert_held(&dev->mutex);
+	worker = kvmx_worker_create(dev);
+	if (IS_ERR(worker))
+		return PTR_ERR(worker);
+	kvmx_vq_attach_worker(vq, worker);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(kvmx_dev_new_vq_worker);
 
 static int kvmx_get_eventfd(int fd, struct eventfd_ctx **ctx)
 {

@@ -220,6 +220,7 @@ void kvmx_dev_init(struct kvmx_dev *dev, const char *name, struct kvmx_vq **vqs,
 long kvmx_dev_ioctl(struct kvmx_dev *dev, unsigned int ioctl, void __user *argp);
 int kvmx_dev_check_owner(struct kvmx_dev *dev);
 void kvmx_dev_stop(struct kvmx_dev *dev);
+int kvmx_dev_new_vq_worker(struct kvmx_dev *dev, struct kvmx_vq *vq);
 void kvmx_dev_cleanup(struct kvmx_dev *dev);
 
 /* With vq->mutex held. */
@@ -227,6 +228,11 @@ int kvmx_vq_start(struct kvmx_vq *vq, void *private_data);
 void *kvmx_vq_stop(struct kvmx_vq *vq);
 int kvmx_vq_get_chain(struct kvmx_vq *vq, struct kvmx_chain *chain);
 int kvmx_vq_add_used(struct kvmx_vq *vq, u16 head, u32 len);
+int kvmx_vq_add_used_n(struct kvmx_vq *vq, const struct vring_used_elem *elems,
+		       unsigned int n);
+void kvmx_vq_discard(struct kvmx_vq *vq, unsigned int n);
+bool kvmx_vq_avail_empty(struct kvmx_vq *vq);
+bool kvmx_vq_has_work(struct kvmx_vq *vq);
 void kvmx_vq_signal(struct kvmx_vq *vq);
 bool kvmx_vq_enable_notify(struct kvmx_vq *vq);
 void kvmx_vq_disable_notify(struct kvmx_vq *vq);
@@ -247,6 +253,13 @@ static inline void kvmx_chain_in_iter(const struct kvmx_chain *chain,
 {
 	iov_iter_init(iter, ITER_DEST, chain->iov + chain->nout, chain->nin,
 		      chain->in_len);
+}
+
+/* A used element as the ring stores it, for kvmx_vq_add_used_n(). */
+static inline void kvmx_used_elem(struct vring_used_elem *elem, u16 head, u32 len)
+{
+	elem->id = (__force __virtio32)cpu_to_le32(head);
+	elem->len = (__force __virtio32)cpu_to_le32(len);
 }
 
 static inline bool kvmx_vq_has_feature(const struct kvmx_vq *vq, unsigned int bit)
