@@ -66,6 +66,12 @@
 /* How long "nothing happens" is watched for. */
 #define QUIET_MS	300
 #define BUF_SIZE	(256U << 10)
+/*
+ * Per test: the debug kernel (KASAN, lockdep) under TCG needs more than
+ * the harness's 30 s for the two-device cases; a stuck device still fails
+ * each wait after WAIT_MS.
+ */
+#define TEST_TIMEOUT_S	120
 
 #define F(bit)		(1ULL << (bit))
 /* What QEMU's virtio-net acks by default, but EVENT_IDX (its own test). */
@@ -113,7 +119,8 @@ static uint64_t name_seed(const char *name)
 
 FIXTURE_SETUP(net)
 {
-	self->tap = self->pkt = -1;
+	self->tap = -1;
+	self->pkt = -1;
 	self->nd.dev.fd = -1;
 	if (access(variant->path, F_OK))
 		SKIP(return, "%s is missing: %s", variant->path, variant->missing);
@@ -175,8 +182,9 @@ static void expect_on_tap(struct __test_metadata *_metadata, FIXTURE_DATA(net) *
 	ssize_t got = pkt_recv(pkt, self->buf, BUF_SIZE, WAIT_MS);
 	long at;
 
-	ASSERT_EQ((ssize_t)len, got) TH_LOG("expected a %zu-byte frame (seq %u) on the tap within %d ms",
-					    len, net_frame_seq(want, len), WAIT_MS);
+	ASSERT_EQ((ssize_t)len, got)
+		TH_LOG("expected a %zu-byte frame (seq %u) on the tap within %d ms", len,
+		       net_frame_seq(want, len), WAIT_MS);
 	at = net_mismatch(want, self->buf, len);
 	ASSERT_EQ(-1, at) TH_LOG("%zu-byte frame seq %u differs at byte %ld: sent %#x, tap got %#x",
 				 len, net_frame_seq(want, len), at, want[at < 0 ? 0 : at],
@@ -203,8 +211,8 @@ static void expect_tx_done(struct __test_metadata *_metadata, struct net_dev *nd
 	ASSERT_EQ((int)n, got) TH_LOG("expected %u TX used entries", n);
 	for (i = 0; i < got; i++) {
 		/* The device writes nothing into a TX chain. */
-		ASSERT_EQ(0U, lens[i]) TH_LOG("TX used entry %d has length %u, expected 0", i,
-					     lens[i]);
+		ASSERT_EQ(0U, lens[i])
+			TH_LOG("TX used entry %d has length %u, expected 0", i, lens[i]);
 	}
 }
 
@@ -253,7 +261,7 @@ static uint16_t frame_len_at(unsigned int i, uint64_t *rng)
 
 /* ---- features ---------------------------------------------------------- */
 
-TEST_F(net, features_get_set)
+TEST_F_TIMEOUT(net, features_get_set, TEST_TIMEOUT_S)
 {
 	static const uint64_t required = F(VHOST_NET_F_VIRTIO_NET_HDR) |
 		F(VIRTIO_NET_F_MRG_RXBUF) | F(VIRTIO_F_VERSION_1) |
@@ -305,7 +313,7 @@ TEST_F(net, features_get_set)
 
 /* ---- TX ---------------------------------------------------------------- */
 
-TEST_F(net, tx_frame_sizes)
+TEST_F_TIMEOUT(net, tx_frame_sizes, TEST_TIMEOUT_S)
 {
 	static const uint32_t sizes[] = {
 		60, 61, 63, 64, 65, 100, 127, 128, 129, 255, 256, 257, 511, 512, 513,
@@ -330,7 +338,7 @@ TEST_F(net, tx_frame_sizes)
 }
 
 /* Many frames behind one kick: all arrive, in ring order. */
-TEST_F(net, tx_burst_in_order)
+TEST_F_TIMEOUT(net, tx_burst_in_order, TEST_TIMEOUT_S)
 {
 	static uint8_t frames[200][ETH_FRAME_MAX];
 	uint16_t lens[200];
@@ -350,7 +358,7 @@ TEST_F(net, tx_burst_in_order)
 }
 
 /* Header and data cut into descriptors in every way a driver may. */
-TEST_F(net, tx_split_header_and_segments)
+TEST_F_TIMEOUT(net, tx_split_header_and_segments, TEST_TIMEOUT_S)
 {
 	struct layout {
 		const char *what;
@@ -401,7 +409,7 @@ TEST_F(net, tx_split_header_and_segments)
 
 /* ---- RX ---------------------------------------------------------------- */
 
-TEST_F(net, rx_frames_byte_exact)
+TEST_F_TIMEOUT(net, rx_frames_byte_exact, TEST_TIMEOUT_S)
 {
 	unsigned int i;
 	uint32_t len;
@@ -419,7 +427,7 @@ TEST_F(net, rx_frames_byte_exact)
 }
 
 /* A frame larger than one buffer spans several; num_buffers says how many. */
-TEST_F(net, rx_mergeable_spans_buffers)
+TEST_F_TIMEOUT(net, rx_mergeable_spans_buffers, TEST_TIMEOUT_S)
 {
 	static const uint32_t sizes[] = { 1514, 60, 244, 245, 1000, 9014, 500 };
 	const uint32_t bsize = 256;
@@ -456,7 +464,7 @@ TEST_F(net, rx_mergeable_spans_buffers)
  * Without MRG_RXBUF each frame needs one buffer that holds it: a larger
  * frame is dropped and the buffer stays posted for the next one.
  */
-TEST_F(net, rx_big_buffers_oversize_dropped)
+TEST_F_TIMEOUT(net, rx_big_buffers_oversize_dropped, TEST_TIMEOUT_S)
 {
 	static const uint32_t sizes[] = { 500, 1514, 1012, 1013, 60 };
 	unsigned int i;
@@ -486,7 +494,7 @@ TEST_F(net, rx_big_buffers_oversize_dropped)
 }
 
 /* Frames that find no buffer wait in the tap until the guest posts some. */
-TEST_F(net, rx_no_buffers_then_kick)
+TEST_F_TIMEOUT(net, rx_no_buffers_then_kick, TEST_TIMEOUT_S)
 {
 	unsigned int i;
 
@@ -504,7 +512,7 @@ TEST_F(net, rx_no_buffers_then_kick)
 
 /* ---- multiqueue -------------------------------------------------------- */
 
-TEST_F(net, mq_two_queue_pairs)
+TEST_F_TIMEOUT(net, mq_two_queue_pairs, TEST_TIMEOUT_S)
 {
 	enum { NQ = 2, NTX = 16, NRX = 48 };
 	static uint8_t frames[NRX][600];
@@ -650,7 +658,7 @@ static void tx_raw(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_TX));
 }
 
-TEST_F(net, hostile_tx_desc_outside_memory)
+TEST_F_TIMEOUT(net, hostile_tx_desc_outside_memory, TEST_TIMEOUT_S)
 {
 	uint64_t end = guest_gpa_end(&self->mem);
 	struct {
@@ -686,7 +694,7 @@ TEST_F(net, hostile_tx_desc_outside_memory)
 	}
 }
 
-TEST_F(net, hostile_tx_loop)
+TEST_F_TIMEOUT(net, hostile_tx_loop, TEST_TIMEOUT_S)
 {
 	uint64_t good = guest_alloc(&self->mem, 2048, 64);
 	struct vring_desc d[2] = {
@@ -707,7 +715,7 @@ TEST_F(net, hostile_tx_loop)
  * return it with length 0 so the guest can reclaim it) is not part of the
  * ABI QEMU relies on, so either is accepted; it must not be written to.
  */
-TEST_F(net, hostile_tx_writable_desc)
+TEST_F_TIMEOUT(net, hostile_tx_writable_desc, TEST_TIMEOUT_S)
 {
 	uint64_t good = guest_alloc(&self->mem, 2048, 64);
 	uint64_t wbuf = guest_alloc(&self->mem, 512, 64);
@@ -753,7 +761,7 @@ TEST_F(net, hostile_tx_writable_desc)
  * an error), so the case checks what every conforming device must do: no
  * frame, no crash, and a ring reset brings the queue back.
  */
-TEST_F(net, hostile_tx_shorter_than_header)
+TEST_F_TIMEOUT(net, hostile_tx_shorter_than_header, TEST_TIMEOUT_S)
 {
 	uint64_t good = guest_alloc(&self->mem, 64, 64);
 	struct vring_desc d[2] = {
@@ -780,7 +788,7 @@ TEST_F(net, hostile_tx_shorter_than_header)
  * vhost_net accepts it anyway and sends the frame, kvmx stops the ring as
  * for any chain that breaks a ring rule. Each variant is held to its own.
  */
-TEST_F(net, hostile_tx_indirect_not_negotiated)
+TEST_F_TIMEOUT(net, hostile_tx_indirect_not_negotiated, TEST_TIMEOUT_S)
 {
 	net_dev_close(&self->nd);
 	ASSERT_EQ(0, net_dev_open(&self->nd, variant->path, &self->mem, RING_NUM,
@@ -804,7 +812,7 @@ TEST_F(net, hostile_tx_indirect_not_negotiated)
  * Either way the chain completes, nothing partial or corrupt reaches the
  * tap, and the ring goes on.
  */
-TEST_F(net, tx_oversize)
+TEST_F_TIMEOUT(net, tx_oversize, TEST_TIMEOUT_S)
 {
 	const uint32_t big = 1U << 20;
 	uint8_t *frame = malloc(big), *got = malloc(big + 1);
@@ -817,7 +825,8 @@ TEST_F(net, tx_oversize)
 	ASSERT_EQ(0, net_wait_all_used(&self->nd, NET_VQ_TX, WAIT_MS));
 	n = pkt_recv(self->pkt, got, big + 1, QUIET_MS);
 	TH_LOG("tap got %zd bytes of a %u-byte frame", n, big);
-	ASSERT_TRUE(n == 0 || n == big) TH_LOG("expected the whole frame or none, got %zd bytes", n);
+	ASSERT_TRUE(n == 0 || n == big)
+		TH_LOG("expected the whole frame or none, got %zd bytes", n);
 	if (n == big) {
 		ASSERT_EQ(-1, net_mismatch(frame, got, big));
 	}
@@ -836,7 +845,7 @@ TEST_F(net, tx_oversize)
 
 /* ---- backend ------------------------------------------------------------- */
 
-TEST_F(net, backend_not_a_tap)
+TEST_F_TIMEOUT(net, backend_not_a_tap, TEST_TIMEOUT_S)
 {
 	int efd = eventfd(0, EFD_CLOEXEC), udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	int file = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
@@ -860,7 +869,7 @@ TEST_F(net, backend_not_a_tap)
 }
 
 /* Detach both rings with frames in flight, queue more, re-attach: none lost. */
-TEST_F(net, backend_detach_reattach_in_flight)
+TEST_F_TIMEOUT(net, backend_detach_reattach_in_flight, TEST_TIMEOUT_S)
 {
 	enum { N = 128, NRX = 6 };
 	static uint8_t frames[N][ETH_FRAME_MAX];
@@ -959,7 +968,7 @@ static void *tx_pump(void *arg)
  * sends: every frame arrives once, whole, in order, and every chain
  * completes.
  */
-TEST_F_TIMEOUT(net, backend_swap_under_traffic, 120)
+TEST_F_TIMEOUT(net, backend_swap_under_traffic, 2 * TEST_TIMEOUT_S)
 {
 	enum { N = 1500, CYCLES = 8 };
 	struct timespec ms = { .tv_nsec = 1000 * 1000 };
@@ -1017,7 +1026,7 @@ TEST_F_TIMEOUT(net, backend_swap_under_traffic, 120)
 }
 
 /* The tap goes down under traffic: every chain completes; up again, it flows. */
-TEST_F(net, tap_down_mid_traffic)
+TEST_F_TIMEOUT(net, tap_down_mid_traffic, TEST_TIMEOUT_S)
 {
 	unsigned int i;
 
@@ -1051,7 +1060,7 @@ TEST_F(net, tap_down_mid_traffic)
  * Closing the tap fd under traffic: the device holds its own reference, so
  * traffic goes on; detaching drops the last one and the tap disappears.
  */
-TEST_F(net, tap_closed_mid_traffic)
+TEST_F_TIMEOUT(net, tap_closed_mid_traffic, TEST_TIMEOUT_S)
 {
 	unsigned int i;
 
@@ -1085,7 +1094,7 @@ TEST_F(net, tap_closed_mid_traffic)
  * written to guest memory afterwards, and the tap, released, works with a
  * new device (frames sent meanwhile waited in it).
  */
-TEST_F(net, close_with_buffers_posted)
+TEST_F_TIMEOUT(net, close_with_buffers_posted, TEST_TIMEOUT_S)
 {
 	uint64_t first, last;
 	unsigned int i;
@@ -1124,7 +1133,7 @@ TEST_F(net, close_with_buffers_posted)
 
 /* ---- busy polling ---------------------------------------------------------- */
 
-TEST_F(net, busyloop_timeout)
+TEST_F_TIMEOUT(net, busyloop_timeout, TEST_TIMEOUT_S)
 {
 	struct vhost_vring_state s;
 	unsigned int i;
@@ -1170,7 +1179,7 @@ TEST_F(net, busyloop_timeout)
  * first entry after the ring starts is left open: vhost_net always calls
  * for it (it has no previous call to compare with), a device may not.
  */
-TEST_F(net, event_idx_suppresses_calls)
+TEST_F_TIMEOUT(net, event_idx_suppresses_calls, TEST_TIMEOUT_S)
 {
 	struct vring_drv *txq, *rxq;
 	int call_tx, call_rx, want;
@@ -1227,7 +1236,7 @@ static bool page_dirty(const uint8_t *bitmap, uint64_t gpa)
  * With VHOST_F_LOG_ALL, RX writes mark the pages of the buffers written and
  * of the used ring; pages the device only reads stay clean.
  */
-TEST_F(net, dirty_log_rx)
+TEST_F_TIMEOUT(net, dirty_log_rx, TEST_TIMEOUT_S)
 {
 	static const uint32_t sizes[] = { 100, 6000, 4084 };
 	struct vring_drv *rx = &self->nd.vq[NET_VQ_RX], *txq = &self->nd.vq[NET_VQ_TX];
@@ -1273,7 +1282,10 @@ TEST_F(net, dirty_log_rx)
 	EXPECT_TRUE(page_dirty(bitmap, rx->used_gpa)) TH_LOG("the RX used ring's page");
 	EXPECT_FALSE(page_dirty(bitmap, rx->desc_gpa)) TH_LOG("the RX descriptor table's page");
 	EXPECT_FALSE(page_dirty(bitmap, rx->avail_gpa)) TH_LOG("the RX avail ring's page");
-	/* The TX table's first page is the RX used ring's; its avail ring's page holds only read-only parts. */
+	/*
+	 * The TX table's first page is the RX used ring's; the page of its
+	 * avail ring holds only what the device reads.
+	 */
 	EXPECT_FALSE(page_dirty(bitmap, txq->avail_gpa)) TH_LOG("the TX avail ring's page");
 	munmap(bitmap, bitmap_size);
 }
@@ -1284,7 +1296,7 @@ TEST_F(net, dirty_log_rx)
  * VHOST_NET_F_VIRTIO_NET_HDR: the device strips the guest's header on TX
  * and writes one on RX, for a tap without IFF_VNET_HDR.
  */
-TEST_F(net, vhost_supplies_header)
+TEST_F_TIMEOUT(net, vhost_supplies_header, TEST_TIMEOUT_S)
 {
 	struct virtio_net_hdr_mrg_rxbuf hdr = {
 		.hdr = { .flags = 0, .gso_type = VIRTIO_NET_HDR_GSO_NONE, .hdr_len = 1234,

@@ -374,7 +374,8 @@ int net_attach(const struct net_dev *nd, int fd)
 	for (i = 0; i < NET_NVQS; i++) {
 		ret = net_set_backend(nd, i, fd);
 		if (ret) {
-			fprintf(stderr, "# net: VHOST_NET_SET_BACKEND vq %d fd %d: expected success, got %s\n",
+			fprintf(stderr,
+				"# net: VHOST_NET_SET_BACKEND vq %d fd %d: expected success, got %s\n",
 				i, fd, strerror(-ret));
 			return ret;
 		}
@@ -432,7 +433,8 @@ int net_tx_queue_at(struct net_dev *nd, uint64_t at, const struct virtio_net_hdr
 		uint64_t end = i < ncuts ? cuts[i] : total;
 
 		if (end <= prev || end > total) {
-			fprintf(stderr, "# net: cut %u at %llu, expected ascending inside %llu bytes\n",
+			fprintf(stderr,
+				"# net: cut %u at %llu, expected ascending inside %llu bytes\n",
 				i, (unsigned long long)end, (unsigned long long)total);
 			return -EINVAL;
 		}
@@ -511,7 +513,8 @@ int net_rx_reap(struct net_dev *nd, struct net_rx_frame *f, int timeout_ms)
 		if (i) {
 			ret = reap_wait(vr, &e, timeout_ms);
 			if (ret <= 0) {
-				fprintf(stderr, "# net: expected used entry %u of %u of a merged frame within %d ms\n",
+				fprintf(stderr,
+					"# net: expected used entry %u of %u of a merged frame within %d ms\n",
 					i + 1, f->nbufs, timeout_ms);
 				ret = ret ? ret : -ETIMEDOUT;
 				goto fail;
@@ -520,7 +523,8 @@ int net_rx_reap(struct net_dev *nd, struct net_rx_frame *f, int timeout_ms)
 		f->head[i] = e.id;
 		f->used_len[i] = e.len;
 		if (e.len > nd->rx_size[e.id] || e.len < skip) {
-			fprintf(stderr, "# net: used entry of head %u says %u bytes, expected %u..%u\n",
+			fprintf(stderr,
+				"# net: used entry of head %u says %u bytes, expected %u..%u\n",
 				e.id, e.len, skip, nd->rx_size[e.id]);
 			ret = -EPROTO;
 			goto fail;
