@@ -113,6 +113,7 @@ NET_BACKENDS=(user vhost kvmx)
 declare -A NET_SKIP NET_MAC
 NET_ARGS=()
 NET_SPECS=
+NET_FD_TAP=
 
 net_skip_all() {
 	local b
@@ -137,9 +138,10 @@ net_setup() {
 	for b in "${NET_BACKENDS[@]}"; do
 		[ -z "${NET_SKIP[$b]:-}" ] || continue
 		case $b in
-		user) opt=user ;;
-		vhost) opt=vhost ;;
-		kvmx) opt=vhost=/dev/kvmx-vhost-net ;;
+		user) opt=tap=kvmxtap$i,user ;;
+		# Through fds opened by the caller, as libvirt hands them to QEMU.
+		vhost) opt=tapfd=@TAPFD@,vhostfd=@VHOSTFD@ NET_FD_TAP=kvmxtap$i ;;
+		kvmx) opt=tap=kvmxtap$i,vhost=/dev/kvmx-vhost-net ;;
 		esac
 		tap=kvmxtap$i
 		port=$((5201 + 2 * i))
@@ -156,7 +158,7 @@ net_setup() {
 		SERVER_PIDS+=($!)
 		iperf3 -s -1 -J -B "10.0.$((10 + i)).1" -p $((port + 1)) --logfile "$WORK/iperf3-$b-receive.json" &
 		SERVER_PIDS+=($!)
-		NET_ARGS+=(--net "tap=$tap,$opt,mac=${NET_MAC[$b]}")
+		NET_ARGS+=(--net "$opt,mac=${NET_MAC[$b]}")
 		NET_SPECS+=${NET_SPECS:++}${NET_MAC[$b]},10.0.$((10 + i)).2/24,10.0.$((10 + i)).1,$port
 		i=$((i + 1))
 	done
@@ -169,12 +171,31 @@ iperf3_bytes() {
 		"$1" "$2" 2>/dev/null || echo 0
 }
 
+# with_fds TAP CMD ARGS...: open TAP (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR) and
+# /dev/vhost-net as a VMM's caller would, and exec CMD with them inherited,
+# @TAPFD@ and @VHOSTFD@ in ARGS replaced by their numbers. A script file,
+# because timeout(1) cannot run a shell function.
+WITH_FDS=$WORK/with_fds.py
+cat >"$WITH_FDS" <<'EOF'
+import fcntl, os, struct, sys
+tap = os.open("/dev/net/tun", os.O_RDWR)
+# TUNSETIFF, struct ifreq: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
+fcntl.ioctl(tap, 0x400454ca, struct.pack("16sH22x", sys.argv[1].encode(), 0x5002))
+vhost = os.open("/dev/vhost-net", os.O_RDWR)
+os.set_inheritable(tap, True)
+os.set_inheritable(vhost, True)
+args = [a.replace("@TAPFD@", str(tap)).replace("@VHOSTFD@", str(vhost)) for a in sys.argv[2:]]
+os.execvp(args[0], args)
+EOF
+
 # The guest that tests every NIC; booted by the first network test.
 net_boot() {
 	[ -z "${VM_RC[net]:-}" ] || return 0
 	[ -n "$NET_SPECS" ] || return 0
+	[ -z "$NET_FD_TAP" ] || RUN_PREFIX=(python3 "$WITH_FDS" "$NET_FD_TAP")
 	VMLAUNCH_INITRD=$GUEST/initramfs-net.cpio.gz run_vm net --cpus 2 --mem 512M "${NET_ARGS[@]}" \
 		--cmdline "$CMDLINE kvmx.timeout=200 kvmx.test=net kvmx.net=$NET_SPECS"
+	RUN_PREFIX=()
 	# The servers end after their one test; give the last report a moment.
 	sleep 1
 	diag "net guest: $SECS s from start to poweroff"
@@ -258,13 +279,15 @@ EOF
 
 # run_vm NAME ARGS...: run vmlaunch on the test guest, output in $WORK/NAME.log;
 # sets RC (vmlaunch's exit status, 124 if it had to be stopped) and SECS,
-# and remembers both as VM_RC[NAME] and VM_SECS[NAME].
+# and remembers both as VM_RC[NAME] and VM_SECS[NAME]. RUN_PREFIX, if set,
+# is a command that execs the rest (see with_fds).
 declare -A VM_RC VM_SECS
+RUN_PREFIX=()
 run_vm() {
 	local name=$1 start end
 	shift
 	start=$(date +%s%N)
-	timeout -k 20 "$TIMEOUT" "$VMLAUNCH" --kernel "$GUEST/bzImage" \
+	timeout -k 20 "$TIMEOUT" "${RUN_PREFIX[@]}" "$VMLAUNCH" --kernel "$GUEST/bzImage" \
 		--initrd "${VMLAUNCH_INITRD:-$GUEST/initramfs.cpio.gz}" --mem "$MEM" "$@" \
 		>"$WORK/$name.log" 2>&1
 	RC=$?
