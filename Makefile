@@ -26,14 +26,16 @@ SELFTEST_OUT := $(BUILD)/selftests
 KBUILD_DIRS := drivers include
 
 .PHONY: all modules selftests vmlaunch check demo install clean help \
-	debug-kernel checkpatch sparse bench
+	debug-kernel checkpatch sparse bench bench-boot
 
 all: modules selftests vmlaunch
 
 help:
 	@echo 'kvmx targets:'
 	@echo '  make [KDIR=<kernel build dir>]  modules (kvmx_*.ko) + selftests + vmlaunch'
-	@echo '  make check          build, then run KUnit + kselftests in the test VM (debug kernel)'
+	@echo '  make check          build, then run KUnit + kselftests + vmlaunch tests in the test VM (debug kernel)'
+	@echo '  make bench          benchmarks in the test VM (bench/run: vhost-blk; bench/boot: vmlaunch boot)'
+	@echo '  make bench-boot     vmlaunch vs QEMU -M microvm boot time and memory only'
 	@echo '  make demo           set everything up, boot the test VM, show kvmx working'
 	@echo '  make install KDIR=/lib/modules/$$(uname -r)/build  modules_install + depmod'
 	@echo '  make debug-kernel   build (once) and cache the debug kernel'
@@ -74,6 +76,11 @@ demo:
 
 bench:
 	$(REPO)/bench/run
+	$(REPO)/bench/boot
+
+# Boot time and memory only: vmlaunch vs QEMU -M microvm.
+bench-boot:
+	$(REPO)/bench/boot
 
 install: modules
 	$(MAKE) -C $(KDIR) M=$(MODDIR) modules_install

@@ -14,11 +14,14 @@
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <net/if.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 
 #include "vmlaunch.h"
 #include "dev-blk.h"
+#include "dev-net.h"
 
 #define DEFAULT_MEM		(512 * SZ_1M)
 #define MIN_MEM			(32 * SZ_1M)
@@ -34,7 +37,8 @@ static void usage(FILE *out)
 "Usage: vmlaunch --kernel BZIMAGE [OPTIONS]\n"
 "\n"
 "Boot a 64-bit x86 Linux kernel under KVM with a serial console and\n"
-"virtio-mmio block devices, served in userspace or by kvmx's /dev/vhost-blk.\n"
+"virtio-mmio disks and NICs, served in userspace or by vhost devices in the\n"
+"kernel (kvmx's /dev/vhost-blk, /dev/vhost-net, kvmx's /dev/kvmx-vhost-net).\n"
 "\n"
 "  --kernel FILE        bzImage to boot (required)\n"
 "  --initrd FILE        initramfs\n"
@@ -48,6 +52,15 @@ static void usage(FILE *out)
 "                       vhost (/dev/vhost-blk in the kernel), ro (read-only),\n"
 "                       serial=ID (GET_ID answer, up to 20 bytes; default:\n"
 "                       the file's name)\n"
+"  --net TAP[,OPT]...   a virtio-net NIC on a tap (up to %d; at most %d disks\n"
+"                       and NICs together). TAP is tap=NAME (attach to that\n"
+"                       tap, created if missing) or tapfd=N (an open tap fd,\n"
+"                       IFF_TAP|IFF_NO_PI|IFF_VNET_HDR). Options:\n"
+"                       user (a vmlaunch thread moves the frames, the\n"
+"                       default), vhost (/dev/vhost-net), vhost=PATH (e.g.\n"
+"                       /dev/kvmx-vhost-net), vhostfd=N (an open vhost-net\n"
+"                       fd, not yet owned), mac=XX:XX:XX:XX:XX:XX (default\n"
+"                       02:6b:76:6d:78:NN, NN the NIC's number)\n"
 "  --console            connect stdin to the serial port too (raw mode on a\n"
 "                       terminal; Ctrl-A x quits)\n"
 "  -v, --verbose        log what vmlaunch sets up\n"
@@ -57,7 +70,7 @@ static void usage(FILE *out)
 "\n"
 "Exit status: 0 the guest powered off, 1 error, 2 bad usage,\n"
 "3 the guest rebooted (or triple-faulted), 4 SIGTERM/SIGINT/SIGHUP or Ctrl-A x.\n",
-		VMLAUNCH_MAX_CPUS, VMLAUNCH_MAX_DISKS);
+		VMLAUNCH_MAX_CPUS, VMLAUNCH_MAX_DISKS, VMLAUNCH_MAX_NETS, VMLAUNCH_MAX_VIRTIO);
 }
 
 static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
@@ -95,6 +108,9 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 
 	if (cfg->ndisks >= VMLAUNCH_MAX_DISKS)
 		usage_error("--disk %s: too many disks (at most %d)", arg, VMLAUNCH_MAX_DISKS);
+	if (cfg->ndisks + cfg->nnets >= VMLAUNCH_MAX_VIRTIO)
+		usage_error("--disk %s: too many devices (at most %d disks and NICs together)",
+			    arg, VMLAUNCH_MAX_VIRTIO);
 	d = &cfg->disks[cfg->ndisks];
 	path = strtok_r(arg, ",", &save);
 	if (!path)
@@ -132,6 +148,105 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 	cfg->ndisks++;
 }
 
+/* An fd number given on the command line must be open: vmlaunch takes it over. */
+static int parse_fd(const char *opt, const char *val)
+{
+	unsigned int fd;
+
+	if (parse_uint(val, &fd) || fd > 65535)
+		usage_error("--net %s=%s: not a file descriptor number", opt, val);
+	if (fd <= STDERR_FILENO)
+		usage_error("--net %s=%s: stdin, stdout and stderr are not taps", opt, val);
+	if (fcntl(fd, F_GETFD) < 0)
+		usage_error("--net %s=%s: not an open file descriptor", opt, val);
+	return fd;
+}
+
+static void parse_mac(const char *val, u8 *mac)
+{
+	unsigned int b[6];
+	char end;
+	int i;
+
+	if (sscanf(val, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+		   &end) != 6 || strlen(val) != 17)
+		usage_error("--net mac=%s: not a MAC address (like 02:6b:76:6d:78:01)", val);
+	if (b[0] & 1)
+		usage_error("--net mac=%s: a multicast address", val);
+	for (i = 0; i < 6; i++)
+		mac[i] = b[i];
+}
+
+static void parse_net(struct vm_config *cfg, char *arg)
+{
+	static const char usage_hint[] =
+		"tap=NAME or tapfd=N, then user, vhost, vhost=PATH, vhostfd=N, mac=MAC";
+	struct net_config *n;
+	char *opt, *save = NULL, *whole = strdup(arg);
+	bool backend_set = false;
+
+	if (!whole)
+		exit(VMLAUNCH_EXIT_ERROR);
+	if (cfg->nnets >= VMLAUNCH_MAX_NETS)
+		usage_error("--net %s: too many NICs (at most %d)", arg, VMLAUNCH_MAX_NETS);
+	if (cfg->ndisks + cfg->nnets >= VMLAUNCH_MAX_VIRTIO)
+		usage_error("--net %s: too many devices (at most %d disks and NICs together)",
+			    arg, VMLAUNCH_MAX_VIRTIO);
+	n = &cfg->nets[cfg->nnets];
+	n->tap_fd = -1;
+	n->vhost_fd = -1;
+	n->backend = NET_USER;
+	/* 02: locally administered, unicast; then "kvmx" and the NIC's number. */
+	memcpy(n->mac, (u8[]){ 0x02, 0x6b, 0x76, 0x6d, 0x78, cfg->nnets }, 6);
+
+	for (opt = strtok_r(arg, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		char *val = strchr(opt, '=');
+
+		if (val)
+			*val++ = 0;
+		if (!strcmp(opt, "tap") && val) {
+			if (!*val || strlen(val) >= IFNAMSIZ)
+				usage_error("--net tap=%s: an interface name has 1 to %d characters",
+					    val, IFNAMSIZ - 1);
+			n->tap = val;
+		} else if (!strcmp(opt, "tapfd") && val) {
+			n->tap_fd = parse_fd(opt, val);
+		} else if ((!strcmp(opt, "user") || !strcmp(opt, "vhost")) && !val) {
+			if (backend_set)
+				usage_error("--net %s: more than one backend", whole);
+			backend_set = true;
+			n->backend = !strcmp(opt, "vhost") ? NET_VHOST : NET_USER;
+			n->vhost_path = n->backend == NET_VHOST ? "/dev/vhost-net" : NULL;
+		} else if (!strcmp(opt, "vhost") && val) {
+			if (backend_set)
+				usage_error("--net %s: more than one backend", whole);
+			if (!*val)
+				usage_error("--net vhost=: empty path");
+			backend_set = true;
+			n->backend = NET_VHOST;
+			n->vhost_path = val;
+		} else if (!strcmp(opt, "vhostfd") && val) {
+			if (backend_set)
+				usage_error("--net %s: more than one backend", whole);
+			backend_set = true;
+			n->backend = NET_VHOST;
+			n->vhost_path = NULL;
+			n->vhost_fd = parse_fd(opt, val);
+		} else if (!strcmp(opt, "mac") && val) {
+			parse_mac(val, n->mac);
+		} else {
+			usage_error("--net %s: unknown option '%s%s%s' (use %s)", whole, opt,
+				    val ? "=" : "", val ? val : "", usage_hint);
+		}
+	}
+	if (!n->tap && n->tap_fd < 0)
+		usage_error("--net %s: no tap given (use %s)", whole, usage_hint);
+	if (n->tap && n->tap_fd >= 0)
+		usage_error("--net %s: tap= and tapfd= together", whole);
+	free(whole);
+	cfg->nnets++;
+}
+
 enum {
 	OPT_KERNEL = 256,
 	OPT_INITRD,
@@ -140,6 +255,7 @@ enum {
 	OPT_MEM,
 	OPT_HUGETLB,
 	OPT_DISK,
+	OPT_NET,
 	OPT_CONSOLE,
 };
 
@@ -151,6 +267,7 @@ static const struct option options[] = {
 	{ "mem", required_argument, NULL, OPT_MEM },
 	{ "hugetlb", no_argument, NULL, OPT_HUGETLB },
 	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "net", required_argument, NULL, OPT_NET },
 	{ "console", no_argument, NULL, OPT_CONSOLE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -196,6 +313,9 @@ static void parse_args(int argc, char **argv, struct vm_config *cfg)
 			break;
 		case OPT_DISK:
 			parse_disk(cfg, optarg);
+			break;
+		case OPT_NET:
+			parse_net(cfg, optarg);
 			break;
 		case OPT_CONSOLE:
 			cfg->console = true;
@@ -348,6 +468,7 @@ int main(int argc, char **argv)
 {
 	struct acpi_device_info devs[ACPI_MAX_DEVICES];
 	struct blk_dev *disks[VMLAUNCH_MAX_DISKS] = { NULL };
+	struct net_dev *nets[VMLAUNCH_MAX_NETS] = { NULL };
 	struct serial *serial = NULL;
 	struct vm_config cfg;
 	struct vm vm;
@@ -388,7 +509,12 @@ int main(int argc, char **argv)
 		if (!disks[i])
 			goto out_devices;
 	}
-	r = acpi_build(&vm, devs, 1 + cfg.ndisks, &rsdp);
+	for (i = 0; i < cfg.nnets; i++) {
+		nets[i] = net_create(&vm, &cfg.nets[i], i, &devs[1 + cfg.ndisks + i]);
+		if (!nets[i])
+			goto out_devices;
+	}
+	r = acpi_build(&vm, devs, 1 + cfg.ndisks + cfg.nnets, &rsdp);
 	if (r) {
 		pr_err("cannot build the ACPI tables: %s", strerror(-r));
 		goto out_devices;
@@ -413,6 +539,8 @@ int main(int argc, char **argv)
 		vm_print_stats(&vm);
 
 out_devices:
+	for (i = 0; i < cfg.nnets; i++)
+		net_destroy(nets[i]);
 	for (i = 0; i < cfg.ndisks; i++)
 		blk_destroy(disks[i]);
 out_vm:

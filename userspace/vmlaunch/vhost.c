@@ -2,7 +2,8 @@
 /*
  * The one place that wires a virtio device to an in-kernel vhost backend.
  *
- * At creation: open the device node, VHOST_SET_OWNER (the backend's
+ * At creation: open the device node (or take an fd the caller opened),
+ * VHOST_SET_OWNER (the backend's
  * workers then run in this process's mm), read the features it offers and
  * hand it the guest memory map (VHOST_SET_MEM_TABLE: the same two regions
  * KVM has). At the driver's DRIVER_OK: VHOST_SET_FEATURES with what the
@@ -11,8 +12,9 @@
  * parts, checked to lie in guest RAM), SET_VRING_KICK (the queue's KVM
  * ioeventfd), SET_VRING_CALL (the device's KVM irqfd) and SET_VRING_ERR
  * (an eventfd the main thread watches: the backend signals it when the
- * guest broke the ring). Neither kick nor call passes through vmlaunch. The device-specific ioctl that
- * starts the ring (VHOST_BLK_SET_BACKEND, ...) is the caller's.
+ * guest broke the ring). Neither kick nor call passes through vmlaunch.
+ * The device-specific ioctl that starts the ring (VHOST_BLK_SET_BACKEND,
+ * VHOST_NET_SET_BACKEND) is the caller's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,20 +26,45 @@
 
 #include "vhost.h"
 
+/* Which module provides a device node, for the "no such file" message. */
+static const char *vhost_module(const char *path)
+{
+	if (!strcmp(path, "/dev/vhost-blk"))
+		return "kvmx_vhost_blk";
+	if (!strcmp(path, "/dev/vhost-net"))
+		return "vhost_net";
+	if (!strcmp(path, "/dev/kvmx-vhost-net"))
+		return "kvmx_vhost_net";
+	return NULL;
+}
+
 int vhost_open(struct vhost *vh, const char *path, struct vm *vm)
 {
+	const char *module = vhost_module(path);
+	int fd, r;
+
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ENOENT && module)
+			pr_err("%s: %s (is the %s module loaded?)", path, strerror(-r), module);
+		else
+			pr_err("%s: %s", path, strerror(-r));
+		vh->fd = -1;
+		return r;
+	}
+	return vhost_init_fd(vh, fd, path, vm);
+}
+
+int vhost_init_fd(struct vhost *vh, int fd, const char *name, struct vm *vm)
+{
+	const char *path = name;
 	struct vhost_memory *mem;
 	unsigned int n = 0;
 	int r;
 
-	vh->path = path;
-	vh->fd = open(path, O_RDWR | O_CLOEXEC);
-	if (vh->fd < 0) {
-		r = -errno;
-		pr_err("%s: %s%s", path, strerror(-r),
-		       r == -ENOENT ? " (is the kvmx_vhost_blk module loaded?)" : "");
-		return r;
-	}
+	vh->path = name;
+	vh->fd = fd;
 	if (ioctl(vh->fd, VHOST_SET_OWNER, NULL) < 0) {
 		r = -errno;
 		pr_err("%s: VHOST_SET_OWNER: %s", path, strerror(-r));

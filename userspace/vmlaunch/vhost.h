@@ -11,6 +11,8 @@ struct vhost {
 };
 
 int vhost_open(struct vhost *vh, const char *path, struct vm *vm);
+/* The same on an fd opened by someone else (named @name in messages); takes it. */
+int vhost_init_fd(struct vhost *vh, int fd, const char *name, struct vm *vm);
 void vhost_close(struct vhost *vh);
 int vhost_set_features(struct vhost *vh, u64 features);
 int vhost_setup_vring(struct vhost *vh, struct vm *vm, unsigned int index,

@@ -11,7 +11,8 @@
  *   to the handlers registered on the VM's buses (each device serialises its
  *   own state with its own mutex);
  * - each userspace virtio-blk disk has one I/O thread that owns its
- *   virtqueue while the device is live.
+ *   virtqueue while the device is live, and each userspace virtio-net
+ *   device one thread that owns both of its virtqueues and the tap fd.
  * Guest memory is mapped once, before any thread starts, and unmapped after
  * every thread that could touch it has been joined.
  */
@@ -74,6 +75,8 @@ double vmlaunch_elapsed(void);
 
 #define VMLAUNCH_MAX_CPUS	64
 #define VMLAUNCH_MAX_DISKS	8	/* one IOAPIC pin each, GSIs 16..23 */
+#define VMLAUNCH_MAX_NETS	4
+#define VMLAUNCH_MAX_VIRTIO	8	/* disks and NICs together: GSIs 16..23 */
 #define VIRTIO_BLK_SERIAL_LEN	20
 
 enum disk_backend {
@@ -88,6 +91,25 @@ struct disk_config {
 	char serial[VIRTIO_BLK_SERIAL_LEN + 1];
 };
 
+enum net_backend {
+	NET_USER,		/* virtqueues served by a vmlaunch thread on the tap fd */
+	NET_VHOST,		/* virtqueues served by a vhost-net device in the kernel */
+};
+
+/*
+ * --net: the tap is named (vmlaunch attaches to it, creating it if it does
+ * not exist) or passed as an open fd; the vhost device is a path or an
+ * open fd (then VHOST_SET_OWNER must not have been called on it yet).
+ */
+struct net_config {
+	const char *tap;	/* NULL: tap_fd */
+	int tap_fd;
+	enum net_backend backend;
+	const char *vhost_path;	/* NULL: vhost_fd (with NET_VHOST) */
+	int vhost_fd;
+	u8 mac[6];
+};
+
 struct vm_config {
 	const char *kernel;
 	const char *initrd;
@@ -98,6 +120,8 @@ struct vm_config {
 	bool console;		/* stdin feeds the serial port */
 	unsigned int ndisks;
 	struct disk_config disks[VMLAUNCH_MAX_DISKS];
+	unsigned int nnets;
+	struct net_config nets[VMLAUNCH_MAX_NETS];
 };
 
 /* ---- the VM (kvm.c) ------------------------------------------------------ */
@@ -229,7 +253,7 @@ struct acpi_device_info {
 	u32 gsi;		/* edge-triggered, active high */
 };
 
-#define ACPI_MAX_DEVICES	(VMLAUNCH_MAX_DISKS + 1)
+#define ACPI_MAX_DEVICES	(VMLAUNCH_MAX_VIRTIO + 1)
 
 /* I/O ports of the ACPI sleep and reset registers (dev-pm.c). */
 #define PM_SLEEP_CONTROL_PORT	0x600
