@@ -527,7 +527,8 @@ static int blk_open_backing(struct blk_dev *b)
 	struct stat st;
 	int r;
 
-	b->fd = open(b->cfg->path, (b->cfg->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	b->fd = open(b->cfg->path, (b->cfg->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+		     (b->cfg->direct ? O_DIRECT : 0));
 	if (b->fd < 0) {
 		r = -errno;
 		pr_err("--disk %s: %s", b->cfg->path, strerror(-r));

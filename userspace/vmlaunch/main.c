@@ -50,8 +50,9 @@ static void usage(FILE *out)
 "  --disk PATH[,OPT]... a virtio-blk disk on a file or block device (up to %d);\n"
 "                       options: user (I/O thread in vmlaunch, the default),\n"
 "                       vhost (/dev/vhost-blk in the kernel), ro (read-only),\n"
-"                       serial=ID (GET_ID answer, up to 20 bytes; default:\n"
-"                       the file's name)\n"
+"                       direct (open it O_DIRECT, bypassing the host's page\n"
+"                       cache, as QEMU's cache=none), serial=ID (GET_ID\n"
+"                       answer, up to 20 bytes; default: the file's name)\n"
 "  --net TAP[,OPT]...   a virtio-net NIC on a tap (up to %d; at most %d disks\n"
 "                       and NICs together). TAP is tap=NAME (attach to that\n"
 "                       tap, created if missing) or tapfd=N (an open tap fd,\n"
@@ -124,13 +125,15 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 			d->backend = DISK_USER;
 		} else if (!strcmp(opt, "ro")) {
 			d->ro = true;
+		} else if (!strcmp(opt, "direct")) {
+			d->direct = true;
 		} else if (!strncmp(opt, "serial=", 7)) {
 			if (strlen(opt + 7) > VIRTIO_BLK_SERIAL_LEN)
 				usage_error("--disk %s: serial '%s' is longer than %d bytes",
 					    path, opt + 7, VIRTIO_BLK_SERIAL_LEN);
 			strcpy(d->serial, opt + 7);
 		} else {
-			usage_error("--disk %s: unknown option '%s' (use user, vhost, ro, serial=ID)",
+			usage_error("--disk %s: unknown option '%s' (use user, vhost, ro, direct, serial=ID)",
 				    path, opt);
 		}
 	}

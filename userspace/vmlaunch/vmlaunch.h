@@ -88,6 +88,7 @@ struct disk_config {
 	const char *path;
 	enum disk_backend backend;
 	bool ro;
+	bool direct;		/* O_DIRECT: no host page cache (cache=none) */
 	char serial[VIRTIO_BLK_SERIAL_LEN + 1];
 };
 
