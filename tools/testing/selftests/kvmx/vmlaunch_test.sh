@@ -23,8 +23,8 @@ REPO=$(cd "$HERE/../../../.." && pwd)
 VMLAUNCH=$REPO/build/vmlaunch/vmlaunch
 GUEST=$REPO/build/guest
 # On the debug kernel (KASAN, lockdep), every exit of a nested guest costs
-# far more: a boot that takes 6-15 s on Debian's kernel took 105-200 s, the
-# net guest 182 s (measured under TCG on a shared 2-core host).
+# far more: a boot that takes 6-15 s on Debian's kernel took 105-430 s, the
+# net guest 182-363 s (measured under TCG on a shared 2-core host).
 # The guest's own watchdog (kvmx.timeout, for an action that hangs) fires
 # well before the host's.
 if [[ $(uname -r) == *-kvmx-debug* ]]; then
