@@ -573,6 +573,8 @@ test_bad_arguments_exit_2() {
 		--net tap=c --net tap=d --net tap=e || ok=1
 	bad_args "too many devices (at most 8 disks and NICs together)" \
 		--kernel "$k" "${many[@]:2}" --net tap=t0 || ok=1
+	bad_args "--virtio-console: too many devices" \
+		--kernel "$k" --virtio-console "${many[@]:2}" || ok=1
 	return $ok
 }
 
