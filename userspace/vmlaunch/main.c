@@ -22,6 +22,7 @@
 #include "vmlaunch.h"
 #include "dev-blk.h"
 #include "dev-net.h"
+#include "dev-console.h"
 
 #define DEFAULT_MEM		(512 * SZ_1M)
 #define MIN_MEM			(32 * SZ_1M)
@@ -62,16 +63,22 @@ static void usage(FILE *out)
 "                       /dev/kvmx-vhost-net), vhostfd=N (an open vhost-net\n"
 "                       fd, not yet owned), mac=XX:XX:XX:XX:XX:XX (default\n"
 "                       02:6b:76:6d:78:NN, NN the NIC's number)\n"
-"  --console            connect stdin to the serial port too (raw mode on a\n"
-"                       terminal; Ctrl-A x quits)\n"
+"  --console            connect stdin to the guest's console too (raw mode on\n"
+"                       a terminal; Ctrl-A x quits): the serial port, or\n"
+"                       the virtio console with --virtio-console\n"
+"  --virtio-console     add a virtio-console device (the guest's hvc0, use\n"
+"                       console=hvc0); its output goes to stdout as well.\n"
+"                       Takes one of the %d virtio devices\n"
 "  -v, --verbose        log what vmlaunch sets up\n"
 "  -h, --help           this text\n"
 "\n"
-"The guest console (COM1, ttyS0) always goes to stdout.\n"
+"The serial port (COM1, ttyS0) always goes to stdout; it stays with\n"
+"--virtio-console, for the kernel's early messages before hvc0 exists.\n"
 "\n"
 "Exit status: 0 the guest powered off, 1 error, 2 bad usage,\n"
 "3 the guest rebooted (or triple-faulted), 4 SIGTERM/SIGINT/SIGHUP or Ctrl-A x.\n",
-		VMLAUNCH_MAX_CPUS, VMLAUNCH_MAX_DISKS, VMLAUNCH_MAX_NETS, VMLAUNCH_MAX_VIRTIO);
+		VMLAUNCH_MAX_CPUS, VMLAUNCH_MAX_DISKS, VMLAUNCH_MAX_NETS, VMLAUNCH_MAX_VIRTIO,
+		VMLAUNCH_MAX_VIRTIO);
 }
 
 static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
@@ -260,6 +267,7 @@ enum {
 	OPT_DISK,
 	OPT_NET,
 	OPT_CONSOLE,
+	OPT_VIRTIO_CONSOLE,
 };
 
 static const struct option options[] = {
@@ -272,6 +280,7 @@ static const struct option options[] = {
 	{ "disk", required_argument, NULL, OPT_DISK },
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "console", no_argument, NULL, OPT_CONSOLE },
+	{ "virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -323,6 +332,9 @@ static void parse_args(int argc, char **argv, struct vm_config *cfg)
 		case OPT_CONSOLE:
 			cfg->console = true;
 			break;
+		case OPT_VIRTIO_CONSOLE:
+			cfg->virtio_console = true;
+			break;
 		case 'v':
 			vmlaunch_verbose = true;
 			break;
@@ -339,6 +351,9 @@ static void parse_args(int argc, char **argv, struct vm_config *cfg)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
+	if (cfg->virtio_console && cfg->ndisks + cfg->nnets >= VMLAUNCH_MAX_VIRTIO)
+		usage_error("--virtio-console: too many devices (at most %d disks, NICs and the virtio console together)",
+			    VMLAUNCH_MAX_VIRTIO);
 	if (!cfg->kernel)
 		usage_error("no --kernel given");
 	check_file("--kernel", cfg->kernel, false);
@@ -375,11 +390,13 @@ static void console_restore(void)
 }
 
 /*
- * Bytes read from stdin wait here while the UART's FIFO is full: stdin is
- * not read again until the guest has taken them.
+ * Bytes read from stdin wait here while the UART's FIFO is full or the
+ * virtio console has no receive buffer: stdin is not read again until the
+ * guest has taken them. With a virtio console, stdin goes there only.
  */
 struct console {
 	struct serial *serial;
+	struct vcon *vcon;
 	bool ctrl_a;		/* the previous byte was Ctrl-A */
 	u8 pending[128];
 	size_t npending;
@@ -387,7 +404,8 @@ struct console {
 
 static void console_flush(struct console *c)
 {
-	size_t n = serial_input(c->serial, c->pending, c->npending);
+	size_t n = c->vcon ? vcon_input(c->vcon, c->pending, c->npending) :
+			     serial_input(c->serial, c->pending, c->npending);
 
 	memmove(c->pending, c->pending + n, c->npending - n);
 	c->npending -= n;
@@ -424,9 +442,10 @@ static bool console_forward(struct vm *vm, struct console *c)
 
 /* ---- main ------------------------------------------------------------------------ */
 
-static int run(struct vm *vm, const struct vm_config *cfg, struct serial *serial, int sig_fd)
+static int run(struct vm *vm, const struct vm_config *cfg, struct serial *serial,
+	       struct vcon *vcon, int sig_fd)
 {
-	struct console console = { .serial = serial };
+	struct console console = { .serial = serial, .vcon = vcon };
 	bool stdin_open = cfg->console;
 
 	for (;;) {
@@ -473,6 +492,8 @@ int main(int argc, char **argv)
 	struct blk_dev *disks[VMLAUNCH_MAX_DISKS] = { NULL };
 	struct net_dev *nets[VMLAUNCH_MAX_NETS] = { NULL };
 	struct serial *serial = NULL;
+	struct vcon *vcon = NULL;
+	unsigned int ndevs;
 	struct vm_config cfg;
 	struct vm vm;
 	sigset_t sigs;
@@ -517,7 +538,13 @@ int main(int argc, char **argv)
 		if (!nets[i])
 			goto out_devices;
 	}
-	r = acpi_build(&vm, devs, 1 + cfg.ndisks + cfg.nnets, &rsdp);
+	ndevs = 1 + cfg.ndisks + cfg.nnets;
+	if (cfg.virtio_console) {
+		vcon = vcon_create(&vm, &devs[ndevs++]);
+		if (!vcon)
+			goto out_devices;
+	}
+	r = acpi_build(&vm, devs, ndevs, &rsdp);
 	if (r) {
 		pr_err("cannot build the ACPI tables: %s", strerror(-r));
 		goto out_devices;
@@ -534,7 +561,7 @@ int main(int argc, char **argv)
 	pr_debug("starting %u vCPU%s", cfg.cpus, cfg.cpus > 1 ? "s" : "");
 	r = vm_start(&vm);
 	if (!r)
-		status = run(&vm, &cfg, serial, sig_fd);
+		status = run(&vm, &cfg, serial, vcon, sig_fd);
 	pr_debug("stopping");
 	vm_stop_vcpus(&vm);
 	console_restore();
@@ -542,6 +569,7 @@ int main(int argc, char **argv)
 		vm_print_stats(&vm);
 
 out_devices:
+	vcon_destroy(vcon);
 	for (i = 0; i < cfg.nnets; i++)
 		net_destroy(nets[i]);
 	for (i = 0; i < cfg.ndisks; i++)

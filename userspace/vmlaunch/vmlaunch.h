@@ -76,7 +76,7 @@ double vmlaunch_elapsed(void);
 #define VMLAUNCH_MAX_CPUS	64
 #define VMLAUNCH_MAX_DISKS	8	/* one IOAPIC pin each, GSIs 16..23 */
 #define VMLAUNCH_MAX_NETS	4
-#define VMLAUNCH_MAX_VIRTIO	8	/* disks and NICs together: GSIs 16..23 */
+#define VMLAUNCH_MAX_VIRTIO	8	/* virtio devices together: GSIs 16..23 */
 #define VIRTIO_BLK_SERIAL_LEN	20
 
 enum disk_backend {
@@ -118,7 +118,8 @@ struct vm_config {
 	unsigned int cpus;
 	u64 mem_size;
 	bool hugetlb;
-	bool console;		/* stdin feeds the serial port */
+	bool console;		/* stdin feeds the guest's console */
+	bool virtio_console;	/* a virtio-console (hvc0); stdin goes there */
 	unsigned int ndisks;
 	struct disk_config disks[VMLAUNCH_MAX_DISKS];
 	unsigned int nnets;

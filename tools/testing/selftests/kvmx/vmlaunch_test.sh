@@ -54,10 +54,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Five guests boot; some tests look at a guest another test started.
+# Six guests boot; some tests look at a guest another test started.
 TESTS=(
 	boot_powers_off_with_status_0
 	console_input_reaches_the_guest
+	virtio_console_carries_both_ways
 	disk_write_user_backend
 	reboot_with_two_cpus_exits_3
 	disk_write_vhost_backend
@@ -344,14 +345,17 @@ same_bytes() {
 # The first guest waits for a line on its console (vmlaunch --console,
 # stdin a FIFO the test writes once the guest asks), prints it back and
 # powers off.
-test_boot_powers_off_with_status_0() {
-	local log=$WORK/boot.log fifo=$WORK/console.in pid i start end
-	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+# console_vm NAME LINE ARGS...: boot the console action with --console and
+# ARGS, write LINE to vmlaunch's stdin (a FIFO) once the guest asks;
+# output in $WORK/NAME.log, RC and SECS as run_vm sets them.
+console_vm() {
+	local name=$1 line=$2 log=$WORK/$1.log fifo=$WORK/$1.in pid i start end
+	shift 2
 	mkfifo "$fifo" || return 1
 	start=$(date +%s%N)
 	timeout -k 20 "$TIMEOUT" "$VMLAUNCH" --kernel "$GUEST/bzImage" \
-		--initrd "$GUEST/initramfs.cpio.gz" --mem "$MEM" --console \
-		--cmdline "$CMDLINE kvmx.test=console" <"$fifo" >"$log" 2>&1 &
+		--initrd "$GUEST/initramfs.cpio.gz" --mem "$MEM" --console "$@" \
+		<"$fifo" >"$log" 2>&1 &
 	pid=$!
 	exec 3>"$fifo"
 	for i in $(seq $((TIMEOUT * 10))); do
@@ -359,15 +363,21 @@ test_boot_powers_off_with_status_0() {
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
-	echo "hello from the host" >&3
+	echo "$line" >&3
 	wait "$pid"
 	RC=$?
 	exec 3>&-
 	rm -f "$fifo"
 	end=$(date +%s%N)
 	SECS=$(((end - start) / 1000000000))
-	VM_RC[boot]=$RC
-	VM_SECS[boot]=$SECS
+	VM_RC[$name]=$RC
+	VM_SECS[$name]=$SECS
+}
+
+test_boot_powers_off_with_status_0() {
+	local log=$WORK/boot.log
+	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	console_vm boot "hello from the host" --cmdline "$CMDLINE kvmx.test=console" || return 1
 	expect_rc 0 "$log" || return 1
 	if ! grep -q "^KVMX-TEST: poweroff at" "$log"; then
 		diag "the guest did not power off by itself"
@@ -380,6 +390,27 @@ test_boot_powers_off_with_status_0() {
 test_console_input_reaches_the_guest() {
 	ran boot || { SKIP_REASON="no guest booted (see boot_powers_off_with_status_0)"; return 4; }
 	expect_line "$WORK/boot.log" "KVMX-TEST: console got 'hello from the host'"
+}
+
+# With --virtio-console, stdin goes to the guest's hvc0 only and hvc0's
+# output to stdout: the guest's init switches to hvc0 once virtio_mmio is
+# loaded, says so, reads the line there and prints it back there.
+# vmlaunch -v counts the bytes the device moved each way.
+test_virtio_console_carries_both_ways() {
+	local log=$WORK/vcon.log line="hello over hvc0"
+	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	console_vm vcon "$line" --virtio-console -v \
+		--cmdline "$CMDLINE console=hvc0 kvmx.console=hvc0 kvmx.test=console" || return 1
+	expect_rc 0 "$log" || return 1
+	expect_line "$log" "KVMX-TEST: console is /dev/hvc0" \
+		"KVMX-TEST: console got '$line'" || return 1
+	# The line and its newline went in; the guest's reports came out.
+	if ! grep -Eq "hvc0: $((${#line} + 1)) bytes to the guest, [1-9][0-9]* from it, 0 lost" "$log"; then
+		diag "vmlaunch -v did not count ${#line}+1 bytes in and some out"
+		show_log "$log"
+		return 1
+	fi
+	diag "virtio console guest: $SECS s, $(grep -o 'hvc0: [0-9]* bytes.*' "$log")"
 }
 
 # disk_write BACKEND [ARGS...]: the disk-write action on a disk served by
@@ -542,6 +573,8 @@ test_bad_arguments_exit_2() {
 		--net tap=c --net tap=d --net tap=e || ok=1
 	bad_args "too many devices (at most 8 disks and NICs together)" \
 		--kernel "$k" "${many[@]:2}" --net tap=t0 || ok=1
+	bad_args "--virtio-console: too many devices" \
+		--kernel "$k" --virtio-console "${many[@]:2}" || ok=1
 	return $ok
 }
 
