@@ -11,10 +11,13 @@
  *  tx  the guest thread keeps the TX ring full of --len byte frames; the
  *      rate is what the tap received, from its own counters (rtnetlink
  *      link stats), so nothing on the host side spends CPU on counting.
- *  rx  a sender thread transmits --len byte frames on the tap (AF_PACKET,
- *      qdisc bypassed), keeping at most --window of them between it and the
- *      guest so tun's queue never overflows; the guest thread keeps the RX
- *      ring full of buffers and counts the frames in used entries.
+ *  rx  the host's side transmits --len byte frames on the tap (AF_PACKET,
+ *      qdisc bypassed, SEND_BATCH per sendmmsg()), keeping at most --window
+ *      of them between it and the guest so tun's queue never overflows; the
+ *      guest keeps the RX ring full of buffers and counts the frames in used
+ *      entries. Both sides are one thread, so the pipeline is that thread
+ *      and the device's RX worker, as tx is the guest thread and the TX
+ *      worker, and no sender can run ahead by sleeping less.
  *  rr  one frame out through TX, an echo thread sends it back on the tap,
  *      the guest waits for it on RX: round trips per second and latency.
  *
@@ -96,12 +99,10 @@ static uint8_t frame[ETH_FRAME_MAX];
 
 /* Shared with the helper thread. */
 static atomic_bool stop;
-static atomic_uint_fast64_t rx_frames;	/* RX: frames the guest reaped */
-static uint64_t sent_frames;		/* RX sender: frames handed to the tap */
 static char thread_err[256];
 
 /* Guest-side counters. */
-static uint64_t kicks, wakeups, tx_reaped;
+static uint64_t kicks, wakeups;
 
 static uint64_t now_ns(void)
 {
@@ -167,6 +168,29 @@ static void wait_used(unsigned int idx, uint16_t want, int timeout_ms)
 		wakeups++;
 	}
 }
+
+/*
+ * Busy time of all CPUs so far, in clock ticks (/proc/stat): the device's
+ * cost per frame shows in it even where the guest thread bounds the rate.
+ */
+static uint64_t cpu_busy(void)
+{
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+	int n;
+
+	if (!f)
+		die("cannot open /proc/stat: %s", strerror(errno));
+	n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+		   &v[3], &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n != 8)
+		die("cannot parse /proc/stat");
+	/* user nice system [idle iowait] irq softirq steal */
+	return v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+}
+
+static uint64_t busy_start;
 
 /* Link counters of the tap, from rtnetlink in our namespace. */
 static void tap_stats(uint64_t *rx_packets, uint64_t *tx_dropped)
@@ -234,7 +258,6 @@ static unsigned int tx_reap(void)
 		n++;
 	if (r < 0)
 		die("the device returned a bad TX used entry");
-	tx_reaped += n;
 	return n;
 }
 
@@ -261,6 +284,7 @@ static void run_tx(double *pps, uint64_t *host_pkts)
 		if (!measuring && now >= t0 + (uint64_t)(o.ramp * 1e9)) {
 			measuring = true;
 			t_meas = now;
+			busy_start = cpu_busy();
 			tap_stats(&p0, &dummy);
 		}
 		if (now >= t_end)
@@ -276,41 +300,20 @@ static void run_tx(double *pps, uint64_t *host_pkts)
 
 /* ---- RX: tap -> guest --------------------------------------------------- */
 
-static void *rx_sender(void *arg)
+/* The host's side of rx: up to SEND_BATCH frames out on the tap, if the window has room. */
+static unsigned int rx_send(int fd, struct mmsghdr *m, uint64_t inflight)
 {
-	struct mmsghdr m[SEND_BATCH];
-	struct iovec v = { frame, o.len };
-	struct timespec nap = { .tv_nsec = 20 * 1000 };
-	int fd = *(int *)arg, one = 1, i;
+	int n;
 
-	/* Straight to tun's xmit: the tap's qdisc is not what is measured. */
-	setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
-	memset(m, 0, sizeof(m));
-	for (i = 0; i < SEND_BATCH; i++) {
-		m[i].msg_hdr.msg_iov = &v;
-		m[i].msg_hdr.msg_iovlen = 1;
+	if (inflight + SEND_BATCH > o.window)
+		return 0;
+	n = sendmmsg(fd, m, SEND_BATCH, MSG_DONTWAIT);
+	if (n < 0) {
+		if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN)
+			return 0;
+		die("sendmmsg on the tap: %s", strerror(errno));
 	}
-	while (!atomic_load(&stop)) {
-		uint64_t inflight = sent_frames - atomic_load(&rx_frames);
-		int n;
-
-		if (inflight + SEND_BATCH > o.window) {
-			nanosleep(&nap, NULL);
-			continue;
-		}
-		n = sendmmsg(fd, m, SEND_BATCH, 0);
-		if (n < 0) {
-			if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN) {
-				nanosleep(&nap, NULL);
-				continue;
-			}
-			snprintf(thread_err, sizeof(thread_err), "sendmmsg on the tap: %s",
-				 strerror(errno));
-			break;
-		}
-		sent_frames += n;
-	}
-	return NULL;
+	return n;
 }
 
 static void rx_post(unsigned int n, uint64_t base)
@@ -360,28 +363,38 @@ static uint64_t rx_buffers(void)
 static void run_rx(double *pps, uint64_t *frames, uint64_t *drops)
 {
 	struct vring_drv *vr = &nd.vq[NET_VQ_RX];
-	uint64_t base = rx_buffers(), t0, t_meas = 0, t_end, f0 = 0, total = 0;
+	uint64_t base = rx_buffers(), t0, t_meas = 0, t_end, f0 = 0, total = 0, sent = 0;
 	uint64_t p, d0 = 0, d1;
+	struct mmsghdr m[SEND_BATCH];
+	struct iovec v = { frame, o.len };
+	uint64_t progress;
 	bool measuring = false;
-	pthread_t t;
-	int pfd;
+	int pfd, one = 1, i;
 
 	pfd = pkt_open(ifindex);
 	if (pfd < 0)
 		die("cannot open a packet socket on the tap");
+	/* Straight to tun's xmit: the tap's qdisc is not what is measured. */
+	setsockopt(pfd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one));
+	memset(m, 0, sizeof(m));
+	for (i = 0; i < SEND_BATCH; i++) {
+		m[i].msg_hdr.msg_iov = &v;
+		m[i].msg_hdr.msg_iovlen = 1;
+	}
 	rx_post(vr->num_free, base);
 	publish(NET_VQ_RX);
-	if (pthread_create(&t, NULL, rx_sender, &pfd))
-		die("cannot start the sender thread");
 	t0 = now_ns();
+	progress = t0;
 	t_end = t0 + (uint64_t)((o.ramp + o.runtime) * 1e9);
 	for (;;) {
-		unsigned int n = rx_reap(o.len);
+		unsigned int n, queued;
 		uint64_t now;
 
+		queued = rx_send(pfd, m, sent - total);
+		sent += queued;
+		n = rx_reap(o.len);
 		if (n) {
 			total += n;
-			atomic_store(&rx_frames, total);
 			rx_post(n, base);
 			publish(NET_VQ_RX);
 		}
@@ -389,23 +402,26 @@ static void run_rx(double *pps, uint64_t *frames, uint64_t *drops)
 		if (!measuring && now >= t0 + (uint64_t)(o.ramp * 1e9)) {
 			measuring = true;
 			t_meas = now;
+			busy_start = cpu_busy();
 			f0 = total;
 			tap_stats(&p, &d0);
 		}
-		if (now >= t_end || thread_err[0])
+		if (now >= t_end)
 			break;
-		if (!n)
+		if (n || queued)
+			progress = now;
+		else if (now - progress > 1000000000ULL)
+			die("rx: %" PRIu64 " frames sent, %" PRIu64 " received, none for 1 s",
+			    sent, total);
+		else
 			wait_used(NET_VQ_RX, vr->last_used, POLL_SLICE_MS);
 	}
 	*frames = total - f0;
 	*pps = *frames / ((now_ns() - t_meas) / 1e9);
 	tap_stats(&p, &d1);
+	/* A frame tun dropped never comes: the window would shrink for good. */
 	*drops = (uint32_t)(d1 - d0);
-	atomic_store(&stop, true);
-	pthread_join(t, NULL);
 	close(pfd);
-	if (thread_err[0])
-		die("%s", thread_err);
 }
 
 /* ---- RR: guest -> tap -> echo -> tap -> guest ------------------------- */
@@ -462,6 +478,7 @@ static void run_rr(double *rate, double *lat_us, uint64_t *trips)
 		if (!measuring && start >= t0 + (uint64_t)(o.ramp * 1e9)) {
 			measuring = true;
 			t_meas = start;
+			busy_start = cpu_busy();
 		}
 		if (start >= t_end || thread_err[0])
 			break;
@@ -509,9 +526,10 @@ static void usage(FILE *f)
 "\n"
 "Drive a vhost-net device node like a virtio-net guest driver, against a tap\n"
 "in a network namespace of its own. Prints one line:\n"
-"  case=... dev=... len=N pps=N mbps=N [rtt_us=N] pkts=N drops=N kicks=N\n"
-"  wakeups=N runtime=N\n"
+"  case=... dev=... len=N pps=N mbps=N [rtt_us=N] cpu_us=N pkts=N drops=N\n"
+"  kicks=N wakeups=N runtime=N\n"
 "(pps is frames/s, or round trips/s for rr; mbps is 10^6 frame bytes/s;\n"
+"cpu_us: busy time of all CPUs per frame or round trip, everything included;\n"
 "drops: rx only, frames tun dropped on a full queue, 0 with the window).\n"
 "\n"
 "  --dev PATH         /dev/vhost-net or /dev/kvmx-vhost-net (required)\n"
@@ -677,7 +695,7 @@ static void setup(void)
 int main(int argc, char **argv)
 {
 	static const char *const names[] = { "tx", "rx", "rr" };
-	uint64_t pkts = 0, drops = 0;
+	uint64_t pkts = 0, drops = 0, busy;
 	double pps = 0, lat = 0;
 
 	parse_args(argc, argv);
@@ -693,17 +711,16 @@ int main(int argc, char **argv)
 		run_rr(&pps, &lat, &pkts);
 		break;
 	}
-	if (o.verbose)
-		fprintf(stderr, "net_bench: guest reaped %" PRIu64 " TX entries, sender sent %"
-			PRIu64 " frames\n", tx_reaped, sent_frames);
+	busy = cpu_busy() - busy_start;
 	if (!pkts)
 		die("no frame moved in the measured window");
 	printf("case=%s dev=%s len=%u pps=%.0f mbps=%.2f", names[o.bcase], o.dev, o.len, pps,
 	       pps * o.len / 1e6);
 	if (o.bcase == CASE_RR)
 		printf(" rtt_us=%.2f", lat);
-	printf(" pkts=%" PRIu64 " drops=%" PRIu64 " kicks=%" PRIu64 " wakeups=%" PRIu64
-	       " runtime=%g\n", pkts, drops, kicks, wakeups, o.runtime);
+	printf(" cpu_us=%.2f pkts=%" PRIu64 " drops=%" PRIu64 " kicks=%" PRIu64 " wakeups=%"
+	       PRIu64 " runtime=%g\n", busy * 1e6 / sysconf(_SC_CLK_TCK) / pkts, pkts, drops,
+	       kicks, wakeups, o.runtime);
 	fflush(stdout);
 	net_dev_close(&nd);
 	close(tap_fd);
