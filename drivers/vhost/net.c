@@ -114,6 +114,7 @@ struct net_queue {
 	struct xdp_buff *xdp;
 	unsigned int nxdp;
 	struct page_frag_cache frags;
+	unsigned int frag_left;		/* bytes below the last fragment */
 
 	u64 packets;
 	u64 bytes;
@@ -239,8 +240,8 @@ static void net_tx_free_batch(struct net_queue *q)
 		put_page(virt_to_head_page(q->xdp[i].data));
 }
 
-/* Send the batched frames, then publish every used entry so far. */
-static void net_tx_flush(struct net_queue *q)
+/* Hand the batched frames to tun/tap in one sendmsg(). */
+static void net_tx_send_batch(struct net_queue *q)
 {
 	if (q->nxdp) {
 		struct tun_msg_ctl ctl = {
@@ -265,6 +266,12 @@ static void net_tx_flush(struct net_queue *q)
 		}
 		q->nxdp = 0;
 	}
+}
+
+/* Send the batched frames, then publish every used entry so far. */
+static void net_tx_flush(struct net_queue *q)
+{
+	net_tx_send_batch(q);
 	net_flush_used(q);
 }
 
@@ -289,8 +296,8 @@ static int net_tx_build_xdp(struct net_queue *q, struct iov_iter *from)
 	int headroom = sock_flag(sock->sk, SOCK_XDP) ? XDP_PACKET_HEADROOM : 0;
 	unsigned int pad = SKB_DATA_ALIGN(NET_RX_PAD + headroom + q->sock_hlen);
 	unsigned int tail = SKB_DATA_ALIGN(sizeof(struct skb_shared_info));
-	struct xdp_buff *xdp = &q->xdp[q->nxdp];
 	struct virtio_net_hdr *gso;
+	struct xdp_buff *xdp;
 	struct tun_xdp_hdr *hdr;
 	unsigned int buflen;
 	void *buf;
@@ -298,10 +305,23 @@ static int net_tx_build_xdp(struct net_queue *q, struct iov_iter *from)
 	if (SKB_DATA_ALIGN(len + pad) + tail > PAGE_SIZE)
 		return -ENOSPC;
 	buflen = SKB_DATA_ALIGN(len + pad) + tail;
+	/*
+	 * The cache carves its page from the top down and takes a new one
+	 * when the rest is too small, unless every fragment of the old one
+	 * has come back. Batched frames pin theirs, so send them first: where
+	 * tun's receive path frees the frames at once (a drop, a forward to a
+	 * device that copies), the page is reused whole instead of a new one
+	 * being allocated, and zeroed with init_on_alloc, per page of frames.
+	 */
+	if (q->nxdp && buflen > q->frag_left)
+		net_tx_send_batch(q);
 	/* Every size is a multiple of SMP_CACHE_BYTES, so is every start. */
 	buf = page_frag_alloc(&q->frags, buflen, GFP_KERNEL);
 	if (unlikely(!buf))
 		return -ENOMEM;
+	q->frag_left = buf - page_address(virt_to_head_page(buf));
+	/* Only now: the send above empties the batch. */
+	xdp = &q->xdp[q->nxdp];
 
 	hdr = buf;
 	gso = &hdr->gso;
