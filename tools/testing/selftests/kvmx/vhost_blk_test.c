@@ -1981,7 +1981,13 @@ TEST_F(blk, closing_with_requests_in_flight_returns_promptly)
 	ASSERT_EQ(0, close(self->g.dev.fd));
 	took = now_ms() - t0;
 	self->g.dev.fd = -1;
-	EXPECT_GT(2000, took) TH_LOG("close() took %lld ms", (long long)took);
+	/*
+	 * Close waits for what the backend already has (bios cannot be
+	 * recalled), never for the rest of the ring. Measured on the debug
+	 * kernel under TCG: 0.5-1 s idle, 2.8 s with two other TCG VMs on
+	 * the host; a hung close would take the harness timeout.
+	 */
+	EXPECT_GT(5000, took) TH_LOG("close() took %lld ms", (long long)took);
 
 	/* The device is whole afterwards: a new one works on the same backend. */
 	ASSERT_EQ(0, blk_guest_open(&again, 1, 64, F_DRIVER));
