@@ -671,8 +671,15 @@ bool kvmx_vq_enable_notify(struct kvmx_vq *vq)
 	u16 avail_idx;
 	int err;
 
+	/*
+	 * Ask for a kick on the first buffer after the last avail index we
+	 * read, not after the next one we will take: a device that gave
+	 * chains back (kvmx_vq_discard(), too few buffers for a packet)
+	 * waits for more buffers, and an event index behind buffers the
+	 * guest already published would never be crossed again.
+	 */
 	if (kvmx_vq_has_feature(vq, VIRTIO_RING_F_EVENT_IDX))
-		err = kvmx_vq_write_used_u16(vq, used_ring_off(vq->num), vq->last_avail_idx);
+		err = kvmx_vq_write_used_u16(vq, used_ring_off(vq->num), vq->avail_idx_shadow);
 	else
 		err = kvmx_vq_write_used_u16(vq, offsetof(struct vring_used, flags), 0);
 	if (err) {
@@ -683,7 +690,7 @@ bool kvmx_vq_enable_notify(struct kvmx_vq *vq)
 	smp_mb();
 	if (read_avail_u16(vq, offsetof(struct vring_avail, idx), &avail_idx))
 		return false;
-	return avail_idx != vq->last_avail_idx;
+	return avail_idx != vq->avail_idx_shadow;
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_enable_notify);
 
