@@ -36,9 +36,12 @@
 #include <linux/virtio_ring.h>
 
 #include "blk.h"
+#include "cli.h"
 #include "guest.h"
 #include "vhost.h"
 #include "vring.h"
+
+const char bench_prog[] = "blk_bench";
 
 #define F(bit)		(1ULL << (bit))
 /* What Linux's virtio_blk acks from vhost-blk, EVENT_IDX included. */
@@ -108,14 +111,6 @@ struct queue_job {
 	char why[256];			/* set when the thread failed */
 	bool failed;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 static unsigned int hist_bucket(uint64_t ns)
 {
@@ -368,53 +363,6 @@ static void usage(FILE *f)
 "Exit status: 0, 1 on a failure or any request that did not end OK,\n"
 "2 on a usage error.\n",
 		MAX_QUEUES, MAX_IODEPTH, MAX_BS);
-}
-
-static void __attribute__((noreturn)) bad(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "blk_bench: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see --help)\n");
-	exit(2);
-}
-
-static unsigned long parse_uint(const char *opt, const char *s, unsigned long lo,
-				unsigned long hi, bool k_suffix)
-{
-	unsigned long long v;
-	char *end;
-
-	errno = 0;
-	if (!*s || *s == '-')
-		bad("%s: expected a number, got '%s'", opt, s);
-	v = strtoull(s, &end, 0);
-	if (k_suffix && (*end == 'k' || *end == 'K')) {
-		if (v > ~0ULL / 1024)
-			errno = ERANGE;
-		v *= 1024;
-		end++;
-	}
-	if (errno || *end)
-		bad("%s: expected a number, got '%s'", opt, s);
-	if (v < lo || v > hi)
-		bad("%s: %llu is out of range %lu..%lu", opt, v, lo, hi);
-	return v;
-}
-
-static double parse_seconds(const char *opt, const char *s, double lo)
-{
-	double v;
-	char *end;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= lo) || v > 86400)
-		bad("%s: expected seconds (%g..86400), got '%s'", opt, lo, s);
-	return v;
 }
 
 static void parse_args(int argc, char **argv, struct opts *o)

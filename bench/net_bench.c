@@ -54,10 +54,13 @@
 #include <linux/virtio_net.h>
 #include <linux/virtio_ring.h>
 
+#include "cli.h"
 #include "guest.h"
 #include "net.h"
 #include "vhost.h"
 #include "vring.h"
+
+const char bench_prog[] = "net_bench";
 
 #define F(bit)		(1ULL << (bit))
 /*
@@ -103,14 +106,6 @@ static char thread_err[256];
 
 /* Guest-side counters. */
 static uint64_t kicks, wakeups;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
 {
@@ -548,47 +543,6 @@ static void usage(FILE *f)
 		ETH_FRAME_MIN, ETH_FRAME_MAX, MAX_RING);
 }
 
-static void __attribute__((noreturn, format(printf, 1, 2))) bad(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "net_bench: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see --help)\n");
-	exit(2);
-}
-
-static unsigned long parse_uint(const char *opt, const char *s, unsigned long lo,
-				unsigned long hi)
-{
-	unsigned long long v;
-	char *end;
-
-	errno = 0;
-	if (!*s || *s == '-')
-		bad("%s: expected a number, got '%s'", opt, s);
-	v = strtoull(s, &end, 0);
-	if (errno || *end)
-		bad("%s: expected a number, got '%s'", opt, s);
-	if (v < lo || v > hi)
-		bad("%s: %llu is out of range %lu..%lu", opt, v, lo, hi);
-	return v;
-}
-
-static double parse_seconds(const char *opt, const char *s, double lo)
-{
-	double v;
-	char *end;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= lo) || v > 86400)
-		bad("%s: expected seconds (%g..86400), got '%s'", opt, lo, s);
-	return v;
-}
-
 static void parse_args(int argc, char **argv)
 {
 	enum { OPT_DEV = 256, OPT_CASE, OPT_LEN, OPT_RING, OPT_WINDOW, OPT_RUNTIME, OPT_RAMP,
@@ -626,17 +580,17 @@ static void parse_args(int argc, char **argv)
 			else
 				bad("--case: expected tx, rx or rr, got '%s'", optarg);
 			break;
-		case OPT_LEN: o.len = parse_uint("--len", optarg, ETH_FRAME_MIN, ETH_FRAME_MAX); break;
+		case OPT_LEN: o.len = parse_uint("--len", optarg, ETH_FRAME_MIN, ETH_FRAME_MAX, false); break;
 		case OPT_RING:
-			o.ring = parse_uint("--ring", optarg, 64, MAX_RING);
+			o.ring = parse_uint("--ring", optarg, 64, MAX_RING, false);
 			if (o.ring & (o.ring - 1))
 				bad("--ring: %u is not a power of two", o.ring);
 			break;
-		case OPT_WINDOW: o.window = parse_uint("--window", optarg, SEND_BATCH, 1 << 20); break;
+		case OPT_WINDOW: o.window = parse_uint("--window", optarg, SEND_BATCH, 1 << 20, false); break;
 		case OPT_RUNTIME: o.runtime = parse_seconds("--runtime", optarg, 0.001); break;
 		case OPT_RAMP: o.ramp = parse_seconds("--ramp", optarg, 0); break;
 		case OPT_BUSYLOOP:
-			o.busyloop_us = parse_uint("--busyloop", optarg, 0, 1000000);
+			o.busyloop_us = parse_uint("--busyloop", optarg, 0, 1000000, false);
 			break;
 		case 'v': o.verbose = true; break;
 		case 'h': usage(stdout); exit(0);
