@@ -32,6 +32,7 @@
 #include <linux/net.h>
 #include <linux/nospec.h>
 #include <linux/ptr_ring.h>
+#include <linux/seq_file.h>
 #include <linux/skb_array.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
@@ -116,6 +117,7 @@ struct net_queue {
 	struct page_frag_cache frags;
 	unsigned int frag_left;		/* bytes below the last fragment */
 
+	/* Shown in fdinfo; bytes are Ethernet frame bytes, no header. */
 	u64 packets;
 	u64 bytes;
 	u64 dropped;			/* malformed, oversize, or no buffer */
@@ -479,7 +481,8 @@ static void net_handle_tx(struct kvmx_vq *vq)
 		}
 sent:
 		q->packets++;
-		q->bytes += len;
+		/* Frame bytes, as the tap's own counters: no header. */
+		q->bytes += len - q->sock_hlen;
 done:
 		net_add_head(q, chain.head, 0);
 		bytes += len;
@@ -735,7 +738,7 @@ static void net_handle_rx(struct kvmx_vq *vq)
 		if (q->nheads >= NET_BATCH)
 			net_flush_used(q);
 		q->packets++;
-		q->bytes += vhost_len;
+		q->bytes += sock_len - q->sock_hlen;
 next:
 		bytes += vhost_len;
 		if (++pkts >= NET_PKT_WEIGHT || bytes >= NET_BYTE_WEIGHT) {
@@ -975,6 +978,14 @@ static long net_ioctl(struct file *file, unsigned int ioctl, unsigned long arg)
 		return net_set_owner(n, argp);
 	case VHOST_RESET_OWNER:
 		return net_reset_owner(n, argp);
+	case VHOST_GET_FEATURES:
+		/*
+		 * vhost_net answers before SET_OWNER and to any process holding
+		 * the fd; a VMM may probe what the device offers before it
+		 * commits to it. The offer is fixed at open, so no lock.
+		 */
+		return copy_to_user(argp, &n->dev.device_features,
+				    sizeof(n->dev.device_features)) ? -EFAULT : 0;
 	case VHOST_SET_FEATURES:
 		r = kvmx_dev_ioctl(&n->dev, ioctl, argp);
 		if (!r) {
@@ -1095,10 +1106,37 @@ static int net_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/*
+ * /proc/PID/fdinfo/FD of a VMM: the counters an operator needs to see a
+ * guest's drops without tracing. Read without the rings' locks while the
+ * workers update them; a figure a few packets stale is fine here.
+ */
+static void net_show_fdinfo(struct seq_file *m, struct file *file)
+{
+	static const char * const names[NET_NVQS] = {
+		[NET_VQ_RX] = "rx",
+		[NET_VQ_TX] = "tx",
+	};
+	struct net_dev *n = file->private_data;
+	unsigned int i;
+
+	for (i = 0; i < NET_NVQS; i++) {
+		const struct net_queue *q = &n->queues[i];
+
+		seq_printf(m, "%s_backend:\t%s\n", names[i],
+			   READ_ONCE(q->sock) ? "attached" : "none");
+		seq_printf(m, "%s_packets:\t%llu\n", names[i], READ_ONCE(q->packets));
+		seq_printf(m, "%s_bytes:\t%llu\n", names[i], READ_ONCE(q->bytes));
+		seq_printf(m, "%s_dropped:\t%llu\n", names[i], READ_ONCE(q->dropped));
+		seq_printf(m, "%s_errors:\t%llu\n", names[i], READ_ONCE(q->errors));
+	}
+}
+
 static const struct file_operations net_fops = {
 	.owner = THIS_MODULE,
 	.open = net_open,
 	.release = net_release,
+	.show_fdinfo = net_show_fdinfo,
 	.unlocked_ioctl = net_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.llseek = noop_llseek,

@@ -33,9 +33,11 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <net/if.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -309,6 +311,33 @@ TEST_F_TIMEOUT(net, features_get_set, TEST_TIMEOUT_S)
 	tx(_metadata, &self->nd, self->frame, 100, NULL, 0, false);
 	expect_on_tap(_metadata, self, self->pkt, self->frame, 100);
 	expect_tx_done(_metadata, &self->nd, 1);
+}
+
+/*
+ * vhost_net tells what it offers before SET_OWNER (and to anyone holding
+ * the fd); everything that touches rings or backends waits for an owner.
+ */
+TEST_F_TIMEOUT(net, features_before_set_owner, TEST_TIMEOUT_S)
+{
+	struct vhost_vring_state num = { .index = NET_VQ_TX, .num = RING_NUM };
+	struct vhost_vring_file backend = { .index = NET_VQ_TX, .fd = self->tap };
+	uint64_t before = 0, after = 0;
+	int fd;
+
+	fd = open(variant->path, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd) TH_LOG("open %s: %s", variant->path, strerror(errno));
+	EXPECT_EQ(0, ioctl(fd, VHOST_GET_FEATURES, &before))
+		TH_LOG("GET_FEATURES before SET_OWNER: %s", strerror(errno));
+	EXPECT_EQ(-1, ioctl(fd, VHOST_SET_VRING_NUM, &num));
+	EXPECT_EQ(EPERM, errno) TH_LOG("SET_VRING_NUM before SET_OWNER: %s", strerror(errno));
+	EXPECT_EQ(-1, ioctl(fd, VHOST_NET_SET_BACKEND, &backend));
+	EXPECT_EQ(EPERM, errno) TH_LOG("NET_SET_BACKEND before SET_OWNER: %s", strerror(errno));
+	EXPECT_EQ(0, ioctl(fd, VHOST_SET_OWNER, NULL));
+	EXPECT_EQ(0, ioctl(fd, VHOST_GET_FEATURES, &after));
+	EXPECT_EQ(after, before) TH_LOG("offer changed with the owner: %#llx then %#llx",
+					 (unsigned long long)before, (unsigned long long)after);
+	EXPECT_NE(0ULL, before & F(VIRTIO_F_VERSION_1));
+	close(fd);
 }
 
 /* ---- TX ---------------------------------------------------------------- */
@@ -1333,6 +1362,132 @@ TEST_F_TIMEOUT(net, vhost_supplies_header, TEST_TIMEOUT_S)
 	self->dev_open = false;
 	close(pkt);
 	close(tap);
+}
+
+/* ---- fdinfo counters (kvmx only) ---------------------------------------- */
+
+/* @key's value in /proc/self/fdinfo/@fd; -1 when absent. */
+static long long fdinfo_value(int fd, const char *key)
+{
+	char path[64], line[256];
+	size_t klen = strlen(key);
+	long long val = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, klen) && line[klen] == ':') {
+			val = strtoll(line + klen + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+static void fdinfo_text(int fd, const char *key, char *out, size_t cap)
+{
+	char path[64], line[256];
+	size_t klen = strlen(key);
+	FILE *f;
+
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, klen) && line[klen] == ':') {
+			snprintf(out, cap, "%s", line + klen + 1 + strspn(line + klen + 1, " \t"));
+			out[strcspn(out, "\n")] = '\0';
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/* Poll until fdinfo's @key reaches @want: the worker counts after the call. */
+static long long fdinfo_wait(int fd, const char *key, long long want)
+{
+	struct timespec ts = { .tv_nsec = 10 * 1000000L };
+	long long val = -1;
+	int i;
+
+	for (i = 0; i < WAIT_MS / 10; i++) {
+		val = fdinfo_value(fd, key);
+		if (val >= want)
+			break;
+		nanosleep(&ts, NULL);
+	}
+	return val;
+}
+
+/*
+ * /proc/PID/fdinfo of the device fd counts frames and bytes (Ethernet
+ * frame bytes, no virtio-net header) per direction, and drops: what an
+ * operator reads to see a guest's traffic. vhost_net has no such lines.
+ */
+TEST_F_TIMEOUT(net, fdinfo_counts_frames_and_drops, TEST_TIMEOUT_S)
+{
+	static const uint32_t sizes[] = { 60, 100, 1514, 3000, 700 };
+	uint64_t good = guest_alloc(&self->mem, 2048, 64);
+	uint64_t wbuf = guest_alloc(&self->mem, 512, 64);
+	struct vring_desc bad[2] = {
+		{ good, NET_HDR_LEN + 100, VRING_DESC_F_NEXT, 1 },
+		{ wbuf, 512, VRING_DESC_F_WRITE, 0 },
+	};
+	int fd = self->nd.dev.fd;
+	long long tx_bytes = 0, rx_bytes = 0;
+	char text[32];
+	unsigned int i;
+
+	if (!variant->kvmx)
+		SKIP(return, "the kernel's vhost_net shows no counters in fdinfo");
+	ASSERT_NE(0ULL, good);
+	ASSERT_NE(0ULL, wbuf);
+	fdinfo_text(fd, "tx_backend", text, sizeof(text));
+	EXPECT_STREQ("attached", text);
+	EXPECT_EQ(0, fdinfo_value(fd, "tx_packets"));
+	EXPECT_EQ(0, fdinfo_value(fd, "rx_packets"));
+	EXPECT_EQ(0, fdinfo_value(fd, "tx_dropped"));
+
+	ASSERT_EQ(0, link_set_mtu(TAP_NAME, 3000));
+	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 4096));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
+		net_frame(self->frame, sizes[i], i, &self->rng);
+		ASSERT_LE(0, tx(_metadata, &self->nd, self->frame, sizes[i], NULL, 0, false));
+		expect_on_tap(_metadata, self, self->pkt, self->frame, sizes[i]);
+		tx_bytes += sizes[i];
+		net_frame(self->frame, sizes[i] - 10, 10 + i, &self->rng);
+		ASSERT_EQ(0, pkt_send(self->pkt, self->frame, sizes[i] - 10));
+		expect_rx(_metadata, &self->nd, self->frame, sizes[i] - 10, 0);
+		rx_bytes += sizes[i] - 10;
+	}
+	EXPECT_EQ((long long)ARRAY_SIZE(sizes), fdinfo_wait(fd, "tx_packets", ARRAY_SIZE(sizes)));
+	EXPECT_EQ(tx_bytes, fdinfo_value(fd, "tx_bytes"));
+	EXPECT_EQ((long long)ARRAY_SIZE(sizes), fdinfo_wait(fd, "rx_packets", ARRAY_SIZE(sizes)));
+	EXPECT_EQ(rx_bytes, fdinfo_value(fd, "rx_bytes"));
+	EXPECT_EQ(0, fdinfo_value(fd, "tx_dropped"));
+
+	/* A TX chain with a device-writable buffer: dropped and counted. */
+	net_frame(self->frame + 4096, 100, 50, &self->rng);
+	ASSERT_EQ(0, guest_write(&self->mem, good + NET_HDR_LEN, self->frame + 4096, 100));
+	tx_raw(_metadata, self, bad, 2);
+	ASSERT_EQ(1, eventfd_wait(self->nd.dev.vq[NET_VQ_TX].err, WAIT_MS));
+	EXPECT_EQ(1, fdinfo_wait(fd, "tx_dropped", 1));
+	EXPECT_EQ((long long)ARRAY_SIZE(sizes), fdinfo_value(fd, "tx_packets"));
+	EXPECT_EQ(0, fdinfo_value(fd, "tx_errors"));
+	expect_nothing_on_tap(_metadata, self);
+
+	ASSERT_EQ(0, net_set_backend(&self->nd, NET_VQ_TX, -1));
+	fdinfo_text(fd, "tx_backend", text, sizeof(text));
+	EXPECT_STREQ("none", text);
+	fdinfo_text(fd, "rx_backend", text, sizeof(text));
+	EXPECT_STREQ("attached", text);
 }
 
 TEST_HARNESS_MAIN
