@@ -77,6 +77,7 @@ struct opts {
 	bool indirect;
 	bool shared_worker;
 	unsigned int busyloop_us;
+	unsigned int flush_every;
 	uint64_t seed;
 	bool verbose;
 };
@@ -89,6 +90,7 @@ struct slot {
 	uint8_t *status;
 	uint64_t submitted_ns;
 	bool busy;
+	bool flush;
 };
 
 struct queue_job {
@@ -96,6 +98,7 @@ struct queue_job {
 	struct blk_guest *g;
 	unsigned int vq;
 	uint64_t nblocks;		/* of --bs in the backend */
+	uint64_t submits;		/* requests queued, for --flush-every */
 	struct slot *slots;
 	unsigned int *head_slot;	/* ring head -> slot */
 	pthread_barrier_t *start;
@@ -108,6 +111,7 @@ struct queue_job {
 	uint64_t hist[HIST_BUCKETS];
 	uint64_t kicks;
 	uint64_t wakeups;
+	uint64_t flushes;		/* FLUSH requests completed, any time */
 	char why[256];			/* set when the thread failed */
 	bool failed;
 };
@@ -190,15 +194,18 @@ static int submit(struct queue_job *j, struct vring_drv *vr, unsigned int s, uin
 	unsigned int nout = 0, nin = 0;
 	int head;
 
-	sl->hdr->type = htole32(o->write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN);
+	sl->flush = o->flush_every && !(++j->submits % o->flush_every);
+	sl->hdr->type = htole32(sl->flush ? VIRTIO_BLK_T_FLUSH :
+				o->write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN);
 	sl->hdr->ioprio = 0;
-	sl->hdr->sector = htole64(block * (o->bs / BLK_SECTOR_SIZE));
+	sl->hdr->sector = htole64(sl->flush ? 0 : block * (o->bs / BLK_SECTOR_SIZE));
 	*sl->status = 0xff;
 
 	out[nout++] = (struct vring_seg){ sl->hdr_gpa, sizeof(*sl->hdr) };
-	if (o->write)
+	/* A FLUSH is the header and the status byte alone. */
+	if (!sl->flush && o->write)
 		out[nout++] = (struct vring_seg){ sl->data_gpa, o->bs };
-	else
+	else if (!sl->flush)
 		in[nin++] = (struct vring_seg){ sl->data_gpa, o->bs };
 	in[nin++] = (struct vring_seg){ sl->status_gpa, 1 };
 
@@ -272,6 +279,8 @@ static void *queue_thread(void *arg)
 			inflight--;
 			if (*sl->status != VIRTIO_BLK_S_OK)
 				j->errors++;
+			if (sl->flush)
+				j->flushes++;
 			if (measuring && done <= t_end) {
 				uint64_t lat = done - sl->submitted_ns;
 
@@ -339,7 +348,7 @@ static void usage(FILE *f)
 "writes over the whole backend, --iodepth in flight on each of --queues\n"
 "virtqueues, one thread and one vhost worker per queue. Prints one line:\n"
 "  iops=N mbps=N lat_us=N lat_p50_us=N lat_p99_us=N ios=N errors=N kicks=N\n"
-"  wakeups=N queues=N iodepth=N rw=... bs=N runtime=N\n"
+"  wakeups=N queues=N iodepth=N rw=... bs=N runtime=N flushes=N\n"
 "(mbps is 10^6 bytes/s; latency is submit to reap, as the driver sees it).\n"
 "\n"
 "  --backend PATH     block device or regular file vhost-blk serves (required)\n"
@@ -355,6 +364,8 @@ static void usage(FILE *f)
 "  --shared-worker    all queues on the device's default worker\n"
 "  --busyloop USEC    VHOST_SET_VRING_BUSYLOOP_TIMEOUT: the worker polls the\n"
 "                     ring this long before sleeping (default 0: off)\n"
+"  --flush-every N    every Nth request of a queue is a FLUSH (counted in iops\n"
+"                     and latency like the others; default 0: none)\n"
 "  --seed N           random offsets seed (default 1)\n"
 "  -v, --verbose      per-queue details on stderr\n"
 "  -h, --help         this text\n"
@@ -369,7 +380,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { OPT_BACKEND = 256, OPT_QUEUES, OPT_IODEPTH, OPT_RW, OPT_BS, OPT_RUNTIME, OPT_RAMP,
 	       OPT_DIRECT, OPT_INDIRECT, OPT_SHARED, OPT_SEED,
-	       OPT_BUSYLOOP };
+	       OPT_BUSYLOOP, OPT_FLUSH_EVERY };
 	static const struct option longopts[] = {
 		{ "backend", required_argument, NULL, OPT_BACKEND },
 		{ "queues", required_argument, NULL, OPT_QUEUES },
@@ -383,6 +394,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "shared-worker", no_argument, NULL, OPT_SHARED },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "busyloop", required_argument, NULL, OPT_BUSYLOOP },
+		{ "flush-every", required_argument, NULL, OPT_FLUSH_EVERY },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ }
@@ -418,6 +430,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case OPT_SHARED: o->shared_worker = true; break;
 		case OPT_BUSYLOOP:
 			o->busyloop_us = parse_uint("--busyloop", optarg, 0, 1000000, false);
+			break;
+		case OPT_FLUSH_EVERY:
+			o->flush_every = parse_uint("--flush-every", optarg, 0, 1000000, false);
 			break;
 		case OPT_SEED: o->seed = parse_uint("--seed", optarg, 0, ~0UL, false); break;
 		case 'v': o->verbose = true; break;
@@ -515,7 +530,7 @@ int main(int argc, char **argv)
 	pthread_barrier_t start;
 	struct blk_guest g;
 	struct opts o;
-	uint64_t size, ios = 0, errors = 0, lat_sum = 0, kicks = 0, wakeups = 0;
+	uint64_t size, ios = 0, errors = 0, lat_sum = 0, kicks = 0, wakeups = 0, flushes = 0;
 	uint64_t *hist;
 	double iops = 0;
 	unsigned int q, i;
@@ -612,6 +627,7 @@ int main(int argc, char **argv)
 		lat_sum += j->lat_sum_ns;
 		kicks += j->kicks;
 		wakeups += j->wakeups;
+		flushes += j->flushes;
 		iops += j->elapsed_s > 0 ? j->ios / j->elapsed_s : 0;
 		for (i = 0; i < HIST_BUCKETS; i++)
 			hist[i] += j->hist[i];
@@ -638,11 +654,11 @@ int main(int argc, char **argv)
 
 	printf("iops=%.0f mbps=%.1f lat_us=%.2f lat_p50_us=%.2f lat_p99_us=%.2f ios=%" PRIu64
 	       " errors=%" PRIu64 " kicks=%" PRIu64 " wakeups=%" PRIu64
-	       " queues=%u iodepth=%u rw=%s bs=%u runtime=%g\n",
+	       " queues=%u iodepth=%u rw=%s bs=%u runtime=%g flushes=%" PRIu64 "\n",
 	       iops, iops * o.bs / 1e6, ios ? lat_sum / 1e3 / ios : 0,
 	       hist_percentile(hist, ios, 50) / 1e3, hist_percentile(hist, ios, 99) / 1e3,
 	       ios, errors, kicks, wakeups, o.queues, o.iodepth,
-	       o.write ? "randwrite" : "randread", o.bs, o.runtime);
+	       o.write ? "randwrite" : "randread", o.bs, o.runtime, flushes);
 	fflush(stdout);
 
 	free(hist);

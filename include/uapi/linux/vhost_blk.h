@@ -39,7 +39,10 @@ struct vhost_blk_serial {
  * kvmx extension: per-queue counters. @index selects the queue.
  * @last_error is the errno of the last failed backend I/O. @flags tells
  * how the backend is driven: VHOST_BLK_STATS_F_BIO when reads and writes
- * go to a block device opened O_DIRECT as bios, else through its file.
+ * go to a block device opened O_DIRECT as bios, else through its file;
+ * VHOST_BLK_STATS_F_FLUSH_BIO when FLUSH goes to that device as an
+ * asynchronous REQ_PREFLUSH bio (a writable one), else it is an fsync of
+ * the file in the queue's worker (or nothing, read-only).
  */
 struct vhost_blk_stats {
 	__u32 index;
@@ -53,6 +56,7 @@ struct vhost_blk_stats {
 };
 
 #define VHOST_BLK_STATS_F_BIO	(1U << 0)
+#define VHOST_BLK_STATS_F_FLUSH_BIO	(1U << 1)
 
 #define VHOST_BLK_GET_STATS	_IOWR(VHOST_VIRTIO, 0x52, struct vhost_blk_stats)
 

@@ -506,7 +506,8 @@ TEST_F_TIMEOUT(blk, sector_aligned_writes_round_trip_through_an_o_direct_loop_de
 	if (!make_loop(_metadata, self, &loop, O_RDWR | O_DIRECT))
 		return;
 	round_trip_suite(_metadata, self, &loop, direct_layouts, ARRAY_SIZE(direct_layouts));
-	EXPECT_EQ(VHOST_BLK_STATS_F_BIO, backend_flags(_metadata, self, 0));
+	EXPECT_EQ(VHOST_BLK_STATS_F_BIO | VHOST_BLK_STATS_F_FLUSH_BIO,
+		  backend_flags(_metadata, self, 0));
 	blk_guest_close(&self->g);
 	blk_backend_destroy(&loop);
 }
@@ -524,7 +525,8 @@ TEST_F_TIMEOUT(blk, sector_aligned_writes_round_trip_through_o_direct_null_blk_a
 	if (!make_nullb(_metadata, self, &nullb, O_RDWR | O_DIRECT))
 		return;
 	round_trip_suite(_metadata, self, &nullb, direct_layouts, ARRAY_SIZE(direct_layouts));
-	EXPECT_EQ(VHOST_BLK_STATS_F_BIO, backend_flags(_metadata, self, 0))
+	EXPECT_EQ(VHOST_BLK_STATS_F_BIO | VHOST_BLK_STATS_F_FLUSH_BIO,
+		  backend_flags(_metadata, self, 0))
 		TH_LOG("a block device opened O_DIRECT is driven with bios");
 	expect_stats(_metadata, self, 0, 2 * ARRAY_SIZE(rw_sizes) * ARRAY_SIZE(direct_layouts),
 		     0, 0);
@@ -810,7 +812,9 @@ TEST_F(blk, flush_completes_with_status_ok)
 	expect_stats(_metadata, self, 0, 4, 0, 0);
 }
 
-TEST_F(blk, flush_pushes_loop_device_writes_down_to_the_backing_file)
+/* Write, FLUSH, and find the data in the file under the loop device. */
+static void flush_pushes_loop_writes_down(struct __test_metadata *_metadata,
+					  FIXTURE_DATA(blk) *self, int flags)
 {
 	uint8_t *data = random_bytes(_metadata, self, 65536), *got = malloc(65536);
 	struct blk_backend loop;
@@ -819,7 +823,7 @@ TEST_F(blk, flush_pushes_loop_device_writes_down_to_the_backing_file)
 	int ret;
 
 	ASSERT_NE(NULL, got);
-	if (!make_loop(_metadata, self, &loop, O_RDWR))
+	if (!make_loop(_metadata, self, &loop, flags))
 		return;
 	attach(_metadata, self, 0, loop.fd);
 	req_simple(_metadata, self, &w, VIRTIO_BLK_T_OUT, 512, data, 65536, 1);
@@ -829,11 +833,25 @@ TEST_F(blk, flush_pushes_loop_device_writes_down_to_the_backing_file)
 	ret = pread(loop.backing_fd, got, 65536, 512 * SECTOR);
 	ASSERT_EQ(65536, ret);
 	expect_same(_metadata, got, data, 65536, "backing file after FLUSH", 512 * SECTOR);
+	expect_stats(_metadata, self, 0, 2, 0, 0);
+	EXPECT_EQ(flags & O_DIRECT ? VHOST_BLK_STATS_F_BIO | VHOST_BLK_STATS_F_FLUSH_BIO : 0U,
+		  backend_flags(_metadata, self, 0))
+		TH_LOG("FLUSH is a bio exactly when the data are");
 	blk_req_free(&w);
 	blk_guest_close(&self->g);
 	blk_backend_destroy(&loop);
 	free(data);
 	free(got);
+}
+
+TEST_F(blk, flush_pushes_loop_device_writes_down_to_the_backing_file)
+{
+	flush_pushes_loop_writes_down(_metadata, self, O_RDWR);
+}
+
+TEST_F(blk, flush_pushes_o_direct_loop_device_writes_down_to_the_backing_file)
+{
+	flush_pushes_loop_writes_down(_metadata, self, O_RDWR | O_DIRECT);
 }
 
 /*
@@ -920,6 +938,293 @@ TEST_F(blk, flushed_writes_survive_sigkill_of_the_owner_on_a_loop_device)
 	data_survives_sigkill(_metadata, self, loop.fd, loop.backing_fd,
 			      "loop backing file after the owner was killed");
 	blk_backend_destroy(&loop);
+}
+
+/* The same with bios: the FLUSH is a REQ_PREFLUSH bio the loop driver fsyncs for. */
+TEST_F(blk, flushed_writes_survive_sigkill_of_the_owner_on_an_o_direct_loop_device)
+{
+	struct blk_backend loop;
+
+	if (!make_loop(_metadata, self, &loop, O_RDWR | O_DIRECT))
+		return;
+	data_survives_sigkill(_metadata, self, loop.fd, loop.backing_fd,
+			      "loop backing file after the owner was killed");
+	blk_backend_destroy(&loop);
+}
+
+TEST_F(blk, flush_on_an_o_direct_block_device_is_a_bio_that_completes_ok)
+{
+	uint8_t *data = random_bytes(_metadata, self, 8192), in[8];
+	struct blk_backend nullb, ro;
+	struct blk_req f;
+	uint32_t used;
+	unsigned int i;
+
+	if (!make_nullb(_metadata, self, &nullb, O_RDWR | O_DIRECT))
+		return;
+	attach(_metadata, self, 0, nullb.fd);
+	EXPECT_EQ(VHOST_BLK_STATS_F_BIO | VHOST_BLK_STATS_F_FLUSH_BIO,
+		  backend_flags(_metadata, self, 0));
+	expect_request(_metadata, self, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1, VIRTIO_BLK_S_OK, 1);
+	round_trip(_metadata, self, &nullb, 0, 40, 8192, &direct_layouts[0]);
+	/* More room than the status byte: only the status is written. */
+	req_simple(_metadata, self, &f, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, sizeof(in));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, run(_metadata, self, 0, &f, false, &used));
+	EXPECT_EQ(1U, used) TH_LOG("a FLUSH's used.len counts the status byte only");
+	ASSERT_EQ(0, blk_req_read_in(&self->g.mem, &f, in));
+	for (i = 0; i + 1 < sizeof(in); i++)
+		EXPECT_EQ(BLK_POISON, in[i]) TH_LOG("byte %u before the status", i);
+	blk_req_free(&f);
+	expect_stats(_metadata, self, 0, 4, 0, 0);
+	expect_backend_is_shadow(_metadata, self, &nullb);
+
+	/* Read-only: the data still go as bios, a FLUSH has nothing to do. */
+	ro = nullb;
+	ro.fd = open(nullb.path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, ro.fd);
+	attach(_metadata, self, 1, ro.fd);
+	EXPECT_EQ(VHOST_BLK_STATS_F_BIO, backend_flags(_metadata, self, 1));
+	req_simple(_metadata, self, &f, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, run(_metadata, self, 1, &f, false, &used));
+	blk_req_free(&f);
+	expect_stats(_metadata, self, 1, 1, 0, 0);
+	blk_guest_close(&self->g);
+	close(ro.fd);
+	blk_backend_destroy(&nullb);
+	free(data);
+}
+
+/*
+ * A null_blk of our own through configfs, with a volatile write cache:
+ * what it has not flushed is lost when it is powered off, as a disk's
+ * cache is at a power cut, so FLUSH is observable. Its slow variant
+ * completes every command from a timer, late, so requests really are in
+ * flight together.
+ */
+#define CNB_NAME	"kvmx_flush"
+#define CNB_SYS		"/sys/kernel/config/nullb"
+#define CNB_DIR		CNB_SYS "/" CNB_NAME
+#define CNB_DEV		"/dev/" CNB_NAME
+#define CNB_SLOW_NS	1000000000UL
+
+static int cnb_set(const char *attr, const char *val)
+{
+	char path[128];
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), CNB_DIR "/%s", attr);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) != (ssize_t)strlen(val))
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+static void cnb_destroy(void)
+{
+	cnb_set("power", "0");
+	rmdir(CNB_DIR);
+}
+
+/* False (the test skipped) when this kernel has no configfs null_blk. */
+static bool cnb_create(struct __test_metadata *_metadata, bool slow)
+{
+	char num[32];
+
+	if (access(CNB_SYS, F_OK)) {
+		/* The parameters the other null_blk tests load it with. */
+		if (system("modprobe null_blk memory_backed=1 nr_devices=1 gb=1 >/dev/null 2>&1"))
+			SKIP(return false, "no null_blk module");
+		if (access(CNB_SYS, F_OK))
+			system("mount -t configfs configfs /sys/kernel/config >/dev/null 2>&1");
+		if (access(CNB_SYS, F_OK))
+			SKIP(return false, "no null_blk configfs (%s)", CNB_SYS);
+	}
+	cnb_destroy();
+	ASSERT_EQ(0, mkdir(CNB_DIR, 0755)) TH_LOG("mkdir %s: %s", CNB_DIR, strerror(errno));
+	ASSERT_EQ(0, cnb_set("size", "1"));		/* MiB */
+	ASSERT_EQ(0, cnb_set("blocksize", "512"));
+	ASSERT_EQ(0, cnb_set("memory_backed", "1"));
+	ASSERT_EQ(0, cnb_set("cache_size", "16"));	/* MiB, all of it */
+	if (slow) {
+		snprintf(num, sizeof(num), "%lu", CNB_SLOW_NS);
+		ASSERT_EQ(0, cnb_set("irqmode", "2"));	/* a timer */
+		ASSERT_EQ(0, cnb_set("completion_nsec", num));
+	}
+	ASSERT_EQ(0, cnb_set("power", "1"));
+	if (access(CNB_DEV, F_OK)) {
+		cnb_destroy();
+		SKIP(return false, "null_blk does not name its configfs disks after them (no %s)",
+		     CNB_DEV);
+	}
+	return true;
+}
+
+static int cnb_open(int flags)
+{
+	return open(CNB_DEV, flags | O_CLOEXEC);
+}
+
+/* Power off and on: the cache is dropped, the media kept. */
+static void cnb_power_cycle(struct __test_metadata *_metadata)
+{
+	ASSERT_EQ(0, cnb_set("power", "0"));
+	ASSERT_EQ(0, cnb_set("power", "1"));
+}
+
+static void cnb_expect(struct __test_metadata *_metadata, uint64_t sector, const uint8_t *want,
+		       uint32_t len, const char *what)
+{
+	uint8_t *got = malloc(len);
+	int fd = cnb_open(O_RDONLY);
+
+	ASSERT_NE(NULL, got);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ((ssize_t)len, pread(fd, got, len, sector * SECTOR));
+	expect_same(_metadata, got, want, len, what, sector * SECTOR);
+	close(fd);
+	free(got);
+}
+
+/*
+ * What was written and flushed is on the media; what was written after
+ * the last FLUSH is not, which shows the power cycle does drop the cache
+ * and the first check means something.
+ */
+TEST_F(blk, flushed_bio_writes_survive_a_power_cycle_of_a_caching_device)
+{
+	const uint32_t len = 65536;
+	uint8_t *flushed = random_bytes(_metadata, self, len);
+	uint8_t *cached = random_bytes(_metadata, self, len);
+	uint8_t *zeroes = calloc(1, len);
+	struct blk_req w;
+	uint32_t used;
+	int fd;
+
+	ASSERT_NE(NULL, zeroes);
+	if (!cnb_create(_metadata, false))
+		return;
+	fd = cnb_open(O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd);
+	attach(_metadata, self, 0, fd);
+	EXPECT_EQ(VHOST_BLK_STATS_F_BIO | VHOST_BLK_STATS_F_FLUSH_BIO,
+		  backend_flags(_metadata, self, 0));
+	req_simple(_metadata, self, &w, VIRTIO_BLK_T_OUT, 64, flushed, len, 1);
+	ASSERT_EQ(VIRTIO_BLK_S_OK, run(_metadata, self, 0, &w, false, &used));
+	blk_req_free(&w);
+	expect_request(_metadata, self, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1, VIRTIO_BLK_S_OK, 1);
+	req_simple(_metadata, self, &w, VIRTIO_BLK_T_OUT, 1024, cached, len, 1);
+	ASSERT_EQ(VIRTIO_BLK_S_OK, run(_metadata, self, 0, &w, false, &used));
+	blk_req_free(&w);
+	expect_stats(_metadata, self, 0, 3, 0, 0);
+	attach(_metadata, self, 0, -1);
+	close(fd);
+
+	cnb_power_cycle(_metadata);
+	cnb_expect(_metadata, 64, flushed, len, "flushed write after a power cycle");
+	cnb_expect(_metadata, 1024, zeroes, len,
+		   "unflushed write after a power cycle (the device must lose it for this test to mean anything)");
+	cnb_destroy();
+	free(flushed);
+	free(cached);
+	free(zeroes);
+}
+
+/*
+ * A write, a FLUSH and two reads in one kick, on a device that takes a
+ * second per command: all four are in flight at once (the FLUSH does not
+ * stall the queue's worker) and all complete OK.
+ */
+TEST_F_TIMEOUT(blk, a_slow_flush_does_not_hold_up_the_requests_behind_it, 60)
+{
+	const uint32_t len = 4096;
+	uint8_t *data = random_bytes(_metadata, self, len), *zeroes = calloc(1, len);
+	uint8_t *got = malloc(len + 1);
+	struct vring_used_elem used[4];
+	struct vhost_blk_stats st;
+	struct blk_req r[4];
+	uint64_t most = 0;
+	unsigned int i, j;
+	int fd, waited;
+
+	ASSERT_NE(NULL, zeroes);
+	ASSERT_NE(NULL, got);
+	if (!cnb_create(_metadata, true))
+		return;
+	fd = cnb_open(O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd);
+	attach(_metadata, self, 0, fd);
+	req_simple(_metadata, self, &r[0], VIRTIO_BLK_T_OUT, 8, data, len, 1);
+	req_simple(_metadata, self, &r[1], VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1);
+	req_simple(_metadata, self, &r[2], VIRTIO_BLK_T_IN, 64, NULL, 0, len + 1);
+	req_simple(_metadata, self, &r[3], VIRTIO_BLK_T_IN, 128, NULL, 0, len + 1);
+	for (i = 0; i < 4; i++)
+		ASSERT_EQ(0, blk_req_add(&self->g.vq[0], &r[i], false));
+	vring_publish(&self->g.vq[0]);
+	ASSERT_EQ(0, vhost_kick(&self->g.dev, 0));
+	/* Each command takes CNB_SLOW_NS: watch for most of that. */
+	for (waited = 0; waited < 800 && most < 4; waited += 5) {
+		ASSERT_EQ(0, blk_get_stats(&self->g.dev, 0, &st));
+		if (st.inflight > most)
+			most = st.inflight;
+		usleep(5000);
+	}
+	EXPECT_EQ(4ULL, most) TH_LOG("the FLUSH and the requests behind it in flight together");
+	if (blk_guest_reap(&self->g, 0, used, 4, BLK_TIMEOUT_MS))
+		log_stuck(_metadata, self, 0);
+	ASSERT_EQ(4, (uint16_t)self->g.vq[0].last_used) TH_LOG("expected 4 used entries");
+	for (j = 0; j < 4; j++) {
+		for (i = 0; i < 4 && r[i].head != (int)used[j].id; i++)
+			;
+		ASSERT_LT(i, 4U) TH_LOG("used entry %u names head %u", j, used[j].id);
+		EXPECT_EQ(VIRTIO_BLK_S_OK, blk_req_status(&self->g.mem, &r[i]))
+			TH_LOG("request %u (type %u)", i, r[i].type);
+		EXPECT_EQ(r[i].type == VIRTIO_BLK_T_IN ? len + 1 : 1U, used[j].len)
+			TH_LOG("used.len of request %u", i);
+		if (r[i].type == VIRTIO_BLK_T_IN) {
+			ASSERT_EQ(0, blk_req_read_in(&self->g.mem, &r[i], got));
+			expect_same(_metadata, got, zeroes, len, "a read behind the FLUSH",
+				    r[i].sector * SECTOR);
+		}
+		r[i].head = -1;
+	}
+	expect_stats(_metadata, self, 0, 4, 0, 0);
+	for (i = 0; i < 4; i++)
+		blk_req_free(&r[i]);
+	attach(_metadata, self, 0, -1);
+	close(fd);
+	cnb_expect(_metadata, 8, data, len, "the write before the FLUSH");
+	cnb_destroy();
+	free(data);
+	free(zeroes);
+	free(got);
+}
+
+/*
+ * The device goes away under the queue (powered off while attached, as a
+ * disk is unplugged): the FLUSH bio fails, and so does the request.
+ */
+TEST_F(blk, a_flush_bio_that_fails_completes_with_ioerr)
+{
+	struct vhost_blk_stats st;
+	int fd;
+
+	if (!cnb_create(_metadata, false))
+		return;
+	fd = cnb_open(O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd);
+	attach(_metadata, self, 0, fd);
+	expect_request(_metadata, self, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1, VIRTIO_BLK_S_OK, 1);
+	ASSERT_EQ(0, cnb_set("power", "0"));
+	expect_request(_metadata, self, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1, VIRTIO_BLK_S_IOERR, 1);
+	expect_stats(_metadata, self, 0, 2, 1, 0);
+	ASSERT_EQ(0, blk_get_stats(&self->g.dev, 0, &st));
+	EXPECT_EQ(-EIO, st.last_error);
+	attach(_metadata, self, 0, -1);
+	close(fd);
+	cnb_destroy();
 }
 
 /* ---- discard and write zeroes ------------------------------------------ */
