@@ -946,17 +946,26 @@ static long net_reset_owner(struct net_dev *n, void __user *argp)
 	return r;
 }
 
+/*
+ * One thread per queue pair by default, as vhost_net: on a host whose CPUs
+ * are all taken (the guest's vCPU, the peer), a third runnable thread per
+ * device cost a TCP stream in the guest more than the parallel directions
+ * gained (Documentation/vhost-net.rst, Performance). Where CPUs are spare,
+ * a VMM gives TX its own with VHOST_NEW_WORKER + VHOST_ATTACH_VRING_WORKER,
+ * or this parameter does it for every device.
+ */
+static bool tx_worker;
+module_param(tx_worker, bool, 0644);
+MODULE_PARM_DESC(tx_worker,
+		 "Give TX a worker thread of its own at SET_OWNER (default: RX and TX share one, as vhost_net)");
+
 static long net_set_owner(struct net_dev *n, void __user *argp)
 {
 	long r;
 
 	r = kvmx_dev_ioctl(&n->dev, VHOST_SET_OWNER, argp);
-	if (r)
+	if (r || !READ_ONCE(tx_worker))
 		return r;
-	/*
-	 * TX on a thread of its own: the directions then run in parallel.
-	 * Without one, both share worker 0, which still works.
-	 */
 	mutex_lock(&n->dev.mutex);
 	if (!kvmx_dev_check_owner(&n->dev) &&
 	    kvmx_dev_new_vq_worker(&n->dev, &n->queues[NET_VQ_TX].vq))

@@ -1364,6 +1364,102 @@ TEST_F_TIMEOUT(net, vhost_supplies_header, TEST_TIMEOUT_S)
 	close(tap);
 }
 
+/* ---- worker threads ------------------------------------------------------ */
+
+#define TX_WORKER_PARAM	"/sys/module/kvmx_vhost_net/parameters/tx_worker"
+
+static int read_tx_worker_param(void)
+{
+	char c = 0;
+	int fd = open(TX_WORKER_PARAM, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	if (read(fd, &c, 1) != 1)
+		c = 0;
+	close(fd);
+	return c == 'Y' ? 1 : c == 'N' ? 0 : -1;
+}
+
+static int write_tx_worker_param(bool on)
+{
+	int fd = open(TX_WORKER_PARAM, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, on ? "Y" : "N", 1);
+	close(fd);
+	return n == 1 ? 0 : -EIO;
+}
+
+/* One frame each way, byte-exact: the rings work on whatever threads. */
+static void traffic_both_ways(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+			      uint32_t seq)
+{
+	net_frame(self->frame, 300, seq, &self->rng);
+	ASSERT_LE(0, tx(_metadata, &self->nd, self->frame, 300, NULL, 0, false));
+	expect_on_tap(_metadata, self, self->pkt, self->frame, 300);
+	net_frame(self->frame, 400, seq + 1, &self->rng);
+	ASSERT_EQ(0, pkt_send(self->pkt, self->frame, 400));
+	expect_rx(_metadata, &self->nd, self->frame, 400, 0);
+}
+
+/*
+ * kvmx: RX and TX share one worker unless tx_worker=1 or the VMM attaches
+ * TX to a worker of its own (VHOST_NEW_WORKER, VHOST_ATTACH_VRING_WORKER),
+ * and traffic flows in every arrangement.
+ */
+TEST_F_TIMEOUT(net, workers_one_per_pair_unless_asked, TEST_TIMEOUT_S)
+{
+	unsigned int rx_id = ~0U, tx_id = ~0U, new_id = ~0U;
+	int param;
+
+	if (!variant->kvmx)
+		SKIP(return, "tx_worker is a parameter of kvmx_vhost_net only");
+	param = read_tx_worker_param();
+	ASSERT_LE(0, param) TH_LOG("cannot read %s", TX_WORKER_PARAM);
+	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+
+	ASSERT_EQ(0, vhost_get_worker(&self->nd.dev, NET_VQ_RX, &rx_id));
+	ASSERT_EQ(0, vhost_get_worker(&self->nd.dev, NET_VQ_TX, &tx_id));
+	if (param) {
+		EXPECT_NE(rx_id, tx_id) TH_LOG("tx_worker=1: TX should have a worker of its own");
+	} else {
+		EXPECT_EQ(rx_id, tx_id) TH_LOG("tx_worker=0: RX and TX should share worker %u", rx_id);
+	}
+	traffic_both_ways(_metadata, self, 1);
+
+	/* What a VMM with CPUs to spare does. */
+	ASSERT_EQ(0, vhost_new_worker(&self->nd.dev, &new_id));
+	ASSERT_EQ(0, vhost_attach_worker(&self->nd.dev, NET_VQ_TX, new_id));
+	ASSERT_EQ(0, vhost_get_worker(&self->nd.dev, NET_VQ_TX, &tx_id));
+	EXPECT_EQ(new_id, tx_id);
+	ASSERT_EQ(0, vhost_get_worker(&self->nd.dev, NET_VQ_RX, &tx_id));
+	EXPECT_NE(new_id, tx_id) TH_LOG("RX moved along with TX");
+	traffic_both_ways(_metadata, self, 3);
+
+	/* The parameter, flipped, holds for the next device opened. */
+	net_dev_close(&self->nd);
+	self->dev_open = false;
+	ASSERT_EQ(0, write_tx_worker_param(!param));
+	if (net_dev_open(&self->nd, variant->path, &self->mem, RING_NUM, F_DEFAULT) ||
+	    vhost_get_worker(&self->nd.dev, NET_VQ_RX, &rx_id) ||
+	    vhost_get_worker(&self->nd.dev, NET_VQ_TX, &tx_id)) {
+		write_tx_worker_param(param);
+		ASSERT_TRUE(false) TH_LOG("reopening the device with tx_worker=%d failed", !param);
+	}
+	self->dev_open = true;
+	ASSERT_EQ(0, write_tx_worker_param(param));
+	EXPECT_EQ(!param, rx_id != tx_id)
+		TH_LOG("tx_worker=%d: RX on worker %u, TX on %u", !param, rx_id, tx_id);
+	ASSERT_EQ(0, net_attach(&self->nd, self->tap));
+	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	traffic_both_ways(_metadata, self, 5);
+}
+
 /* ---- fdinfo counters (kvmx only) ---------------------------------------- */
 
 /* @key's value in /proc/self/fdinfo/@fd; -1 when absent. */
