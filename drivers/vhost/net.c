@@ -431,10 +431,16 @@ static void net_handle_tx(struct kvmx_vq *vq)
 			net_tx_flush(q);
 			if (vq->busyloop_timeout && net_busy_poll(q, net_tx_ready))
 				continue;
-			if (kvmx_vq_enable_notify(vq) && ++pkts < NET_PKT_WEIGHT) {
-				kvmx_vq_disable_notify(vq);
+			if (!kvmx_vq_enable_notify(vq))
+				break;
+			/*
+			 * Chains came in while kicks were off: the guest will not
+			 * kick for them, so they are ours now or next round.
+			 */
+			kvmx_vq_disable_notify(vq);
+			if (++pkts < NET_PKT_WEIGHT)
 				continue;
-			}
+			kvmx_vq_queue_work(vq);
 			break;
 		}
 
@@ -700,10 +706,13 @@ static void net_handle_rx(struct kvmx_vq *vq)
 			break;
 		if (!n) {
 			/* Out of buffers: the guest's kick brings us back. */
-			if (kvmx_vq_enable_notify(vq) && ++pkts < NET_PKT_WEIGHT) {
-				kvmx_vq_disable_notify(vq);
+			if (!kvmx_vq_enable_notify(vq))
+				break;
+			/* Buffers came in while kicks were off: no kick for them. */
+			kvmx_vq_disable_notify(vq);
+			if (++pkts < NET_PKT_WEIGHT)
 				continue;
-			}
+			kvmx_vq_queue_work(vq);
 			break;
 		}
 
