@@ -215,6 +215,24 @@ static void net_flush_used(struct net_queue *q)
 }
 
 /*
+ * The ring ran dry (TX) or short of buffers (RX): ask for a kick. Return
+ * true if chains came in meanwhile and the round may go on. Chains added
+ * while kicks were off get no kick of their own, so when the round's
+ * budget is spent the handler requeues itself for them instead: else the
+ * ring would wait for a kick that never comes.
+ */
+static bool net_rearm_or_go_on(struct kvmx_vq *vq, unsigned int *pkts)
+{
+	if (!kvmx_vq_enable_notify(vq))
+		return false;
+	kvmx_vq_disable_notify(vq);
+	if (++*pkts < NET_PKT_WEIGHT)
+		return true;
+	kvmx_vq_queue_work(vq);
+	return false;
+}
+
+/*
  * Spin for up to the ring's busyloop timeout (microseconds, as vhost_net)
  * until @ready says there is work, unless something else wants the worker.
  */
@@ -431,16 +449,8 @@ static void net_handle_tx(struct kvmx_vq *vq)
 			net_tx_flush(q);
 			if (vq->busyloop_timeout && net_busy_poll(q, net_tx_ready))
 				continue;
-			if (!kvmx_vq_enable_notify(vq))
-				break;
-			/*
-			 * Chains came in while kicks were off: the guest will not
-			 * kick for them, so they are ours now or next round.
-			 */
-			kvmx_vq_disable_notify(vq);
-			if (++pkts < NET_PKT_WEIGHT)
+			if (net_rearm_or_go_on(vq, &pkts))
 				continue;
-			kvmx_vq_queue_work(vq);
 			break;
 		}
 
@@ -706,13 +716,8 @@ static void net_handle_rx(struct kvmx_vq *vq)
 			break;
 		if (!n) {
 			/* Out of buffers: the guest's kick brings us back. */
-			if (!kvmx_vq_enable_notify(vq))
-				break;
-			/* Buffers came in while kicks were off: no kick for them. */
-			kvmx_vq_disable_notify(vq);
-			if (++pkts < NET_PKT_WEIGHT)
+			if (net_rearm_or_go_on(vq, &pkts))
 				continue;
-			kvmx_vq_queue_work(vq);
 			break;
 		}
 

@@ -1462,28 +1462,7 @@ TEST_F_TIMEOUT(net, workers_one_per_pair_unless_asked, TEST_TIMEOUT_S)
 
 /* ---- fdinfo counters (kvmx only) ---------------------------------------- */
 
-/* @key's value in /proc/self/fdinfo/@fd; -1 when absent. */
-static long long fdinfo_value(int fd, const char *key)
-{
-	char path[64], line[256];
-	size_t klen = strlen(key);
-	long long val = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, klen) && line[klen] == ':') {
-			val = strtoll(line + klen + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
-}
-
+/* @key's value in /proc/self/fdinfo/@fd into @out; "" when absent. */
 static void fdinfo_text(int fd, const char *key, char *out, size_t cap)
 {
 	char path[64], line[256];
@@ -1503,6 +1482,15 @@ static void fdinfo_text(int fd, const char *key, char *out, size_t cap)
 		}
 	}
 	fclose(f);
+}
+
+/* The same as a number; -1 when absent. */
+static long long fdinfo_value(int fd, const char *key)
+{
+	char text[32];
+
+	fdinfo_text(fd, key, text, sizeof(text));
+	return text[0] ? strtoll(text, NULL, 10) : -1;
 }
 
 /* Poll until fdinfo's @key reaches @want: the worker counts after the call. */
