@@ -185,28 +185,39 @@ iperf3_bytes() {
 		"$1" "$2" 2>/dev/null || echo 0
 }
 
-# with_fds TAP CMD ARGS...: open TAP (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR) and
-# /dev/vhost-net as a VMM's caller would, and exec CMD with them inherited,
-# @TAPFD@ and @VHOSTFD@ in ARGS replaced by their numbers. A script file,
-# because timeout(1) cannot run a shell function.
+# with_fds TAP VHOST FDINFO CMD ARGS...: open TAP (IFF_TAP|IFF_NO_PI|
+# IFF_VNET_HDR) and the VHOST node as libvirt does for a VMM, and run CMD
+# with both inherited, @TAPFD@ and @VHOSTFD@ in ARGS replaced by their
+# numbers. FDINFO "-": exec CMD. Else run it, then write the fdinfo of our
+# own copy of the vhost fd to FDINFO (the device outlives CMD through it,
+# so its counters are what CMD moved through it) and exit with CMD's
+# status. A script file, because timeout(1) cannot run a shell function.
 WITH_FDS=$WORK/with_fds.py
 cat >"$WITH_FDS" <<'EOF'
 import fcntl, os, struct, sys
 tap = os.open("/dev/net/tun", os.O_RDWR)
 # TUNSETIFF, struct ifreq: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
 fcntl.ioctl(tap, 0x400454ca, struct.pack("16sH22x", sys.argv[1].encode(), 0x5002))
-vhost = os.open("/dev/vhost-net", os.O_RDWR)
+vhost = os.open(sys.argv[2], os.O_RDWR)
 os.set_inheritable(tap, True)
 os.set_inheritable(vhost, True)
-args = [a.replace("@TAPFD@", str(tap)).replace("@VHOSTFD@", str(vhost)) for a in sys.argv[2:]]
-os.execvp(args[0], args)
+args = [a.replace("@TAPFD@", str(tap)).replace("@VHOSTFD@", str(vhost)) for a in sys.argv[4:]]
+if sys.argv[3] == "-":
+    os.execvp(args[0], args)
+pid = os.fork()
+if pid == 0:
+    os.execvp(args[0], args)
+_, status = os.waitpid(pid, 0)
+with open("/proc/self/fdinfo/%d" % vhost) as src, open(sys.argv[3], "w") as dst:
+    dst.write(src.read())
+sys.exit(os.waitstatus_to_exitcode(status))
 EOF
 
 # The guest that tests every NIC; booted by the first network test.
 net_boot() {
 	[ -z "${VM_RC[net]:-}" ] || return 0
 	[ -n "$NET_SPECS" ] || return 0
-	[ -z "$NET_FD_TAP" ] || RUN_PREFIX=(python3 "$WITH_FDS" "$NET_FD_TAP")
+	[ -z "$NET_FD_TAP" ] || RUN_PREFIX=(python3 "$WITH_FDS" "$NET_FD_TAP" /dev/vhost-net -)
 	VMLAUNCH_INITRD=$GUEST/initramfs-net.cpio.gz run_vm net --cpus 2 --mem 512M "${NET_ARGS[@]}" \
 		--cmdline "$CMDLINE kvmx.timeout=$((TIMEOUT * 5 / 6)) kvmx.test=net kvmx.net=$NET_SPECS"
 	RUN_PREFIX=()
@@ -271,30 +282,6 @@ test_net_kvmx_vhost_net() {
 	net_test kvmx
 }
 
-# qemu_fds TAP VHOST FDINFO CMD ARGS...: open TAP and the VHOST node as
-# libvirt does for QEMU, run CMD with both inherited (@TAPFD@, @VHOSTFD@
-# in ARGS replaced by their numbers), then write the fdinfo of our own
-# copy of the vhost fd to FDINFO: the device outlives CMD through it, so
-# its counters are what CMD moved through it. Exits with CMD's status.
-QEMU_FDS=$WORK/qemu_fds.py
-cat >"$QEMU_FDS" <<'EOF'
-import fcntl, os, struct, sys
-tap = os.open("/dev/net/tun", os.O_RDWR)
-# TUNSETIFF, struct ifreq: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR
-fcntl.ioctl(tap, 0x400454ca, struct.pack("16sH22x", sys.argv[1].encode(), 0x5002))
-vhost = os.open(sys.argv[2], os.O_RDWR)
-os.set_inheritable(tap, True)
-os.set_inheritable(vhost, True)
-args = [a.replace("@TAPFD@", str(tap)).replace("@VHOSTFD@", str(vhost)) for a in sys.argv[4:]]
-pid = os.fork()
-if pid == 0:
-    os.execvp(args[0], args)
-_, status = os.waitpid(pid, 0)
-with open("/proc/self/fdinfo/%d" % vhost) as src, open(sys.argv[3], "w") as dst:
-    dst.write(src.read())
-sys.exit(os.waitstatus_to_exitcode(status))
-EOF
-
 # fdinfo_value FILE KEY: KEY's number in an fdinfo dump, or -1.
 fdinfo_value() {
 	awk -v k="$2:" '$1 == k { print $2; found = 1 } END { if (!found) print -1 }' "$1"
@@ -322,7 +309,7 @@ qemu_net_test() {
 	SERVER_PIDS+=($!)
 	iperf3 -s -1 -J -B "$net.1" -p $((port + 1)) --logfile "$WORK/iperf3-$name-receive.json" &
 	SERVER_PIDS+=($!)
-	python3 "$QEMU_FDS" "$tap" "$node" "$fdinfo" \
+	python3 "$WITH_FDS" "$tap" "$node" "$fdinfo" \
 		timeout -k 20 "$TIMEOUT" qemu-system-x86_64 \
 		-M microvm,x-option-roms=off,rtc=off -enable-kvm -cpu host -m 512M -smp 1 \
 		-nodefaults -no-user-config -display none -monitor none -serial stdio -no-reboot \
