@@ -158,19 +158,6 @@ static double hist_percentile(const uint64_t *hist, uint64_t total, double pct)
 	return hist_value(HIST_BUCKETS - 1);
 }
 
-/* The driver side of EVENT_IDX kick suppression. */
-static bool need_kick(const struct vring_drv *vr, uint16_t old_idx)
-{
-	uint16_t new_idx = vr->avail_idx;
-	uint16_t event;
-
-	/* Our avail->idx store must be visible before we read their wish. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	event = le16toh(__atomic_load_n((uint16_t *)&vr->used->ring[vr->num],
-					__ATOMIC_RELAXED));
-	return vring_need_event(event, new_idx, old_idx);
-}
-
 static void fail(struct queue_job *j, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -227,7 +214,7 @@ static void publish(struct queue_job *j, struct vring_drv *vr)
 	if (vr->avail_idx == old)
 		return;
 	vring_publish(vr);
-	if (need_kick(vr, old)) {
+	if (vring_kick_needed(vr, old, true)) {
 		vhost_kick(&j->g->dev, j->vq);
 		j->kicks++;
 	}

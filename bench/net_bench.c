@@ -27,7 +27,6 @@
  *
  * The result is one line of key=value pairs on stdout; see usage().
  */
-#include <endian.h>
 #include <errno.h>
 #include <getopt.h>
 #include <ifaddrs.h>
@@ -123,16 +122,12 @@ static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt,
 static void publish(unsigned int idx)
 {
 	struct vring_drv *vr = &nd.vq[idx];
-	uint16_t old = vr->published, event;
+	uint16_t old = vr->published;
 
 	if (vr->avail_idx == old)
 		return;
 	vring_publish(vr);
-	/* Our avail->idx store must be visible before we read their wish. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	event = le16toh(__atomic_load_n((uint16_t *)&vr->used->ring[vr->num],
-					__ATOMIC_RELAXED));
-	if (vring_need_event(event, vr->avail_idx, old)) {
+	if (vring_kick_needed(vr, old, true)) {
 		vhost_kick(&nd.dev, idx);
 		kicks++;
 	}

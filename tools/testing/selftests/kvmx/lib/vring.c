@@ -274,6 +274,20 @@ void vring_set_avail_flags(struct vring_drv *vr, uint16_t flags)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+bool vring_kick_needed(const struct vring_drv *vr, uint16_t old, bool event_idx)
+{
+	uint16_t event;
+
+	/* Our avail->idx store must be visible before we read their wish. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!event_idx)
+		return !(le16toh(__atomic_load_n(&vr->used->flags, __ATOMIC_RELAXED)) &
+			 VRING_USED_F_NO_NOTIFY);
+	event = le16toh(__atomic_load_n((uint16_t *)&vr->used->ring[vr->num],
+					__ATOMIC_RELAXED));
+	return vring_need_event(event, vr->published, old);
+}
+
 void vring_restart_at(struct vring_drv *vr, uint16_t idx)
 {
 	free_list_reset(vr);

@@ -93,6 +93,13 @@ int vring_wait_used_idx(const struct vring_drv *vr, uint16_t idx, int timeout_ms
  */
 void vring_set_used_event(struct vring_drv *vr, uint16_t idx);
 void vring_set_avail_flags(struct vring_drv *vr, uint16_t flags);
+/*
+ * After vring_publish(): whether the device asked for a kick for the
+ * entries published since avail index @old, as Linux's virtio_ring decides
+ * it: the device's avail_event with @event_idx (VIRTIO_RING_F_EVENT_IDX
+ * acked), else the used ring's VRING_USED_F_NO_NOTIFY flag.
+ */
+bool vring_kick_needed(const struct vring_drv *vr, uint16_t old, bool event_idx);
 
 /*
  * Forget everything in flight and restart the ring at index @idx: both
