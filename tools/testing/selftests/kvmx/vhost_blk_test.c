@@ -2256,6 +2256,127 @@ TEST_F(blk, swapping_backends_with_requests_in_flight_loses_no_completion)
 	free(got);
 }
 
+/* ---- dirty log --------------------------------------------------------- */
+
+static bool page_dirty(const uint8_t *bitmap, uint64_t gpa)
+{
+	uint64_t pfn = gpa / GUEST_PAGE_SIZE;
+
+	return bitmap[pfn / 8] & (1U << (pfn % 8));
+}
+
+/* A guest page of its own, so its dirty bit speaks for one buffer alone. */
+static uint64_t own_page(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
+			 unsigned int pages)
+{
+	uint64_t gpa = guest_alloc(&self->g.mem, pages * GUEST_PAGE_SIZE, GUEST_PAGE_SIZE);
+
+	EXPECT_NE(0ULL, gpa) TH_LOG("guest memory exhausted");
+	return gpa;
+}
+
+/* Header, data and status byte each on pages of their own. */
+static void req_paged(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
+		      struct blk_req *r, uint32_t type, uint64_t sector, const void *data,
+		      uint32_t len)
+{
+	bool write = type == VIRTIO_BLK_T_OUT;
+
+	ASSERT_EQ(0, blk_req_init(r, type, sector, write ? data : NULL, write ? len : 0,
+				  write ? 1 : len + 1));
+	r->nout = 0;
+	r->nin = 0;
+	r->out_seg[r->nout++] = (struct vring_seg){ own_page(_metadata, self, 1), BLK_HDR_LEN };
+	if (write)
+		r->out_seg[r->nout++] = (struct vring_seg){
+			own_page(_metadata, self, len / GUEST_PAGE_SIZE), len };
+	else
+		r->in_seg[r->nin++] = (struct vring_seg){
+			own_page(_metadata, self, len / GUEST_PAGE_SIZE), len };
+	r->in_seg[r->nin++] = (struct vring_seg){ own_page(_metadata, self, 1), 1 };
+	ASSERT_EQ(0, blk_req_place(&self->g.mem, r));
+}
+
+/*
+ * With VHOST_F_LOG_ALL, what the device writes into guest memory is in the
+ * dirty log when the guest sees it: the pages of a read's data, of every
+ * status byte, of the used ring. Pages it only reads (headers, a write's
+ * data, the descriptor table, the avail ring) stay clean, so a migration
+ * copies what changed and nothing else.
+ */
+static void dirty_log_case(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
+			   const struct blk_backend *b, uint32_t path_flags)
+{
+	const uint32_t len = 2 * GUEST_PAGE_SIZE;
+	size_t bitmap_size = guest_gpa_end(&self->g.mem) / GUEST_PAGE_SIZE / 8 + 4096;
+	struct vring_drv *vr = &self->g.vq[0];
+	uint8_t *data = random_bytes(_metadata, self, len), *got = malloc(len);
+	struct blk_req w, r;
+	uint8_t *bitmap;
+	uint64_t page;
+
+	ASSERT_NE(NULL, got);
+	bitmap = mmap(NULL, bitmap_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		      -1, 0);
+	ASSERT_NE(MAP_FAILED, bitmap);
+	ASSERT_EQ(0, vhost_set_log(&self->g.dev, bitmap));
+	ASSERT_EQ(0, vhost_setup_vq(&self->g.dev, 0, vr, 1U << VHOST_VRING_F_LOG, vr->used_gpa));
+	ASSERT_EQ(0, vhost_set_features(&self->g.dev, F_DRIVER | F(VHOST_F_LOG_ALL)));
+	attach(_metadata, self, 0, b->fd);
+	ASSERT_EQ(path_flags, backend_flags(_metadata, self, 0) & VHOST_BLK_STATS_F_BIO)
+		TH_LOG("expected the %s path", path_flags ? "bio" : "kiocb");
+	req_paged(_metadata, self, &w, VIRTIO_BLK_T_OUT, 64, data, len);
+	req_paged(_metadata, self, &r, VIRTIO_BLK_T_IN, 64, NULL, len);
+	memset(bitmap, 0, bitmap_size);
+
+	ASSERT_EQ(VIRTIO_BLK_S_OK, run(_metadata, self, 0, &w, false, NULL));
+	ASSERT_EQ(VIRTIO_BLK_S_OK, run(_metadata, self, 0, &r, false, NULL));
+	ASSERT_EQ(0, blk_req_read_in(&self->g.mem, &r, got));
+	expect_same(_metadata, got, data, len, "read back through the device", 64 * SECTOR);
+	ASSERT_EQ(0, vhost_wait_log(&self->g.dev, BLK_TIMEOUT_MS));
+
+	for (page = 0; page < len; page += GUEST_PAGE_SIZE) {
+		EXPECT_TRUE(page_dirty(bitmap, r.in_seg[0].gpa + page))
+			TH_LOG("page %llu of the read's data", (unsigned long long)page / 4096);
+		EXPECT_FALSE(page_dirty(bitmap, w.out_seg[1].gpa + page))
+			TH_LOG("page %llu of the write's data (read by the device)",
+			       (unsigned long long)page / 4096);
+	}
+	EXPECT_TRUE(page_dirty(bitmap, r.in_seg[1].gpa)) TH_LOG("the read's status byte");
+	EXPECT_TRUE(page_dirty(bitmap, w.in_seg[0].gpa)) TH_LOG("the write's status byte");
+	EXPECT_FALSE(page_dirty(bitmap, r.out_seg[0].gpa)) TH_LOG("the read's header");
+	EXPECT_FALSE(page_dirty(bitmap, w.out_seg[0].gpa)) TH_LOG("the write's header");
+	EXPECT_TRUE(page_dirty(bitmap, vr->used_gpa)) TH_LOG("the used ring's page");
+	EXPECT_FALSE(page_dirty(bitmap, vr->desc_gpa)) TH_LOG("the descriptor table's page");
+	EXPECT_FALSE(page_dirty(bitmap, vr->avail_gpa)) TH_LOG("the avail ring's page");
+
+	memcpy(self->shadow + 64 * SECTOR, data, len);
+	expect_backend_is_shadow(_metadata, self, b);
+	blk_req_free(&w);
+	blk_req_free(&r);
+	/* The device writes into the log until it is closed. */
+	blk_guest_close(&self->g);
+	munmap(bitmap, bitmap_size);
+	free(data);
+	free(got);
+}
+
+TEST_F(blk, log_all_marks_the_pages_the_device_wrote_on_a_file)
+{
+	dirty_log_case(_metadata, self, &self->disk, 0);
+}
+
+/* The bio path writes guest pages from the block layer, not through the mm. */
+TEST_F(blk, log_all_marks_the_pages_the_device_wrote_on_o_direct_null_blk)
+{
+	struct blk_backend nullb;
+
+	if (!make_nullb(_metadata, self, &nullb, O_RDWR | O_DIRECT))
+		return;
+	dirty_log_case(_metadata, self, &nullb, VHOST_BLK_STATS_F_BIO);
+	blk_backend_destroy(&nullb);
+}
+
 /* ---- lifetime ---------------------------------------------------------- */
 
 TEST_F(blk, closing_with_requests_in_flight_returns_promptly)
@@ -2305,6 +2426,82 @@ TEST_F(blk, closing_with_requests_in_flight_returns_promptly)
 	blk_guest_close(&again);
 	blk_backend_destroy(&loop);
 	free(data);
+}
+
+/*
+ * VHOST_RESET_OWNER while the backend holds requests (a null_blk whose
+ * every command takes CNB_SLOW_NS): it waits for the bios already
+ * submitted, which cannot be recalled, and no longer; their data lands.
+ * The device is then a fresh one that a VMM sets up again from scratch
+ * (owner, memory, features, rings from index 0, backend), and it moves
+ * data both ways.
+ */
+TEST_F_TIMEOUT(blk, reset_owner_with_requests_in_flight_then_set_up_again, 60)
+{
+	const uint32_t len = 4096;
+	struct vring_drv *vr = &self->g.vq[0];
+	uint8_t *data = random_bytes(_metadata, self, len);
+	uint8_t *again = random_bytes(_metadata, self, len), *got = malloc(len + 1);
+	struct vhost_blk_stats st;
+	struct blk_req r;
+	unsigned int i;
+	int64_t t0, took;
+	int fd, waited;
+
+	ASSERT_NE(NULL, got);
+	if (!cnb_create(_metadata, true))
+		return;
+	fd = cnb_open(O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd);
+	attach(_metadata, self, 0, fd);
+	/* One write's buffers, queued eight times: the same bytes each time. */
+	req_simple(_metadata, self, &r, VIRTIO_BLK_T_OUT, 8, data, len, 1);
+	for (i = 0; i < 8; i++) {
+		ASSERT_EQ(0, blk_req_add(vr, &r, false));
+	}
+	vring_publish(vr);
+	ASSERT_EQ(0, vhost_kick(&self->g.dev, 0));
+	st.inflight = 0;
+	for (waited = 0; waited < 800 && !st.inflight; waited += 5) {
+		ASSERT_EQ(0, blk_get_stats(&self->g.dev, 0, &st));
+		usleep(5000);
+	}
+	ASSERT_LT(0ULL, st.inflight) TH_LOG("expected writes in flight on the slow null_blk");
+
+	t0 = now_ms();
+	ASSERT_EQ(0, vhost_ioctl(&self->g.dev, VHOST_RESET_OWNER, NULL))
+		TH_LOG("expected VHOST_RESET_OWNER to stop the backend and succeed");
+	took = now_ms() - t0;
+	TH_LOG("VHOST_RESET_OWNER with %llu writes in flight returned in %lld ms",
+	       (unsigned long long)st.inflight, (long long)took);
+	/* The bios take CNB_SLOW_NS; a reset that waited for the ring takes longer. */
+	EXPECT_GT(5000, took);
+	blk_req_free(&r);
+
+	/* Unowned now: a ring ioctl is refused until SET_OWNER. */
+	EXPECT_EQ(-EPERM, blk_set_backend(&self->g.dev, 0, fd));
+	ASSERT_EQ(0, vhost_set_owner(&self->g.dev));
+	ASSERT_EQ(0, vhost_set_mem_table(&self->g.dev, &self->g.mem));
+	ASSERT_EQ(0, vhost_set_features(&self->g.dev, F_DRIVER));
+	vring_restart_at(vr, 0);
+	ASSERT_EQ(0, vhost_setup_vq(&self->g.dev, 0, vr, 0, 0));
+	attach(_metadata, self, 0, fd);
+	req_simple(_metadata, self, &r, VIRTIO_BLK_T_OUT, 64, again, len, 1);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, run(_metadata, self, 0, &r, false, NULL));
+	blk_req_free(&r);
+	req_simple(_metadata, self, &r, VIRTIO_BLK_T_IN, 64, NULL, 0, len + 1);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, run(_metadata, self, 0, &r, false, NULL));
+	ASSERT_EQ(0, blk_req_read_in(&self->g.mem, &r, got));
+	expect_same(_metadata, got, again, len, "read back after the reset", 64 * SECTOR);
+	blk_req_free(&r);
+	blk_guest_close(&self->g);
+	close(fd);
+	cnb_expect(_metadata, 8, data, len, "the writes in flight at the reset");
+	cnb_expect(_metadata, 64, again, len, "the write after the reset");
+	cnb_destroy();
+	free(data);
+	free(again);
+	free(got);
 }
 
 TEST_F(blk, module_cannot_be_removed_while_a_device_is_open)
