@@ -1067,6 +1067,19 @@ static int cnb_open(int flags)
 	return open(CNB_DEV, flags | O_CLOEXEC);
 }
 
+/* The configfs null_blk, opened O_DIRECT and attached to vq 0; -1 if skipped. */
+static int cnb_attach(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self, bool slow)
+{
+	int fd;
+
+	if (!cnb_create(_metadata, slow))
+		return -1;
+	fd = cnb_open(O_RDWR | O_DIRECT);
+	ASSERT_LE(0, fd) TH_LOG("open %s: %s", CNB_DEV, strerror(errno));
+	attach(_metadata, self, 0, fd);
+	return fd;
+}
+
 /* Power off and on: the cache is dropped, the media kept. */
 static void cnb_power_cycle(struct __test_metadata *_metadata)
 {
@@ -1104,11 +1117,9 @@ TEST_F(blk, flushed_bio_writes_survive_a_power_cycle_of_a_caching_device)
 	int fd;
 
 	ASSERT_NE(NULL, zeroes);
-	if (!cnb_create(_metadata, false))
+	fd = cnb_attach(_metadata, self, false);
+	if (fd < 0)
 		return;
-	fd = cnb_open(O_RDWR | O_DIRECT);
-	ASSERT_LE(0, fd);
-	attach(_metadata, self, 0, fd);
 	EXPECT_EQ(VHOST_BLK_STATS_F_BIO | VHOST_BLK_STATS_F_FLUSH_BIO,
 		  backend_flags(_metadata, self, 0));
 	req_simple(_metadata, self, &w, VIRTIO_BLK_T_OUT, 64, flushed, len, 1);
@@ -1151,11 +1162,9 @@ TEST_F_TIMEOUT(blk, a_slow_flush_does_not_hold_up_the_requests_behind_it, 60)
 
 	ASSERT_NE(NULL, zeroes);
 	ASSERT_NE(NULL, got);
-	if (!cnb_create(_metadata, true))
+	fd = cnb_attach(_metadata, self, true);
+	if (fd < 0)
 		return;
-	fd = cnb_open(O_RDWR | O_DIRECT);
-	ASSERT_LE(0, fd);
-	attach(_metadata, self, 0, fd);
 	req_simple(_metadata, self, &r[0], VIRTIO_BLK_T_OUT, 8, data, len, 1);
 	req_simple(_metadata, self, &r[1], VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1);
 	req_simple(_metadata, self, &r[2], VIRTIO_BLK_T_IN, 64, NULL, 0, len + 1);
@@ -1211,11 +1220,9 @@ TEST_F(blk, a_flush_bio_that_fails_completes_with_ioerr)
 	struct vhost_blk_stats st;
 	int fd;
 
-	if (!cnb_create(_metadata, false))
+	fd = cnb_attach(_metadata, self, false);
+	if (fd < 0)
 		return;
-	fd = cnb_open(O_RDWR | O_DIRECT);
-	ASSERT_LE(0, fd);
-	attach(_metadata, self, 0, fd);
 	expect_request(_metadata, self, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1, VIRTIO_BLK_S_OK, 1);
 	ASSERT_EQ(0, cnb_set("power", "0"));
 	expect_request(_metadata, self, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, 1, VIRTIO_BLK_S_IOERR, 1);
@@ -2449,11 +2456,9 @@ TEST_F_TIMEOUT(blk, reset_owner_with_requests_in_flight_then_set_up_again, 60)
 	int fd, waited;
 
 	ASSERT_NE(NULL, got);
-	if (!cnb_create(_metadata, true))
+	fd = cnb_attach(_metadata, self, true);
+	if (fd < 0)
 		return;
-	fd = cnb_open(O_RDWR | O_DIRECT);
-	ASSERT_LE(0, fd);
-	attach(_metadata, self, 0, fd);
 	/* One write's buffers, queued eight times: the same bytes each time. */
 	req_simple(_metadata, self, &r, VIRTIO_BLK_T_OUT, 8, data, len, 1);
 	for (i = 0; i < 8; i++) {
