@@ -453,6 +453,16 @@ static int blk_vhost_activate(struct virtio_dev *vdev)
 				      vdev->call_fd, b->err_fd);
 	if (r)
 		return r;
+	if (b->cfg->poll_us) {
+		struct vhost_vring_state poll = { .index = 0, .num = b->cfg->poll_us };
+
+		if (ioctl(b->vhost.fd, VHOST_SET_VRING_BUSYLOOP_TIMEOUT, &poll) < 0) {
+			r = -errno;
+			pr_err("%s: VHOST_SET_VRING_BUSYLOOP_TIMEOUT %u us: %s", b->name,
+			       b->cfg->poll_us, strerror(-r));
+			return r;
+		}
+	}
 	if (ioctl(b->vhost.fd, VHOST_BLK_SET_BACKEND, &backend) < 0) {
 		r = -errno;
 		pr_err("%s: VHOST_BLK_SET_BACKEND: %s", b->name, strerror(-r));

@@ -52,8 +52,11 @@ static void usage(FILE *out)
 "                       options: user (I/O thread in vmlaunch, the default),\n"
 "                       vhost (/dev/vhost-blk in the kernel), ro (read-only),\n"
 "                       direct (open it O_DIRECT, bypassing the host's page\n"
-"                       cache, as QEMU's cache=none), serial=ID (GET_ID\n"
-"                       answer, up to 20 bytes; default: the file's name)\n"
+"                       cache, as QEMU's cache=none), poll=USEC (vhost: the\n"
+"                       kernel worker polls the ring that long before it\n"
+"                       sleeps, as QEMU's iothread polls; default 0, off),\n"
+"                       serial=ID (GET_ID answer, up to 20 bytes; default:\n"
+"                       the file's name)\n"
 "  --net TAP[,OPT]...   a virtio-net NIC on a tap (up to %d; at most %d disks\n"
 "                       and NICs together). TAP is tap=NAME (attach to that\n"
 "                       tap, created if missing) or tapfd=N (an open tap fd,\n"
@@ -113,6 +116,8 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 {
 	struct disk_config *d;
 	char *opt, *save = NULL, *path;
+	unsigned long poll_us;
+	bool poll_set = false;
 
 	if (cfg->ndisks >= VMLAUNCH_MAX_DISKS)
 		usage_error("--disk %s: too many disks (at most %d)", arg, VMLAUNCH_MAX_DISKS);
@@ -134,16 +139,30 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 			d->ro = true;
 		} else if (!strcmp(opt, "direct")) {
 			d->direct = true;
+		} else if (!strncmp(opt, "poll=", 5)) {
+			char *end;
+
+			errno = 0;
+			poll_us = strtoul(opt + 5, &end, 10);
+			if (errno || end == opt + 5 || *end || opt[5] == '-' ||
+			    poll_us > DISK_POLL_MAX_US)
+				usage_error("--disk %s: poll=%s: expected microseconds, 0 to %d",
+					    path, opt + 5, DISK_POLL_MAX_US);
+			d->poll_us = poll_us;
+			poll_set = true;
 		} else if (!strncmp(opt, "serial=", 7)) {
 			if (strlen(opt + 7) > VIRTIO_BLK_SERIAL_LEN)
 				usage_error("--disk %s: serial '%s' is longer than %d bytes",
 					    path, opt + 7, VIRTIO_BLK_SERIAL_LEN);
 			strcpy(d->serial, opt + 7);
 		} else {
-			usage_error("--disk %s: unknown option '%s' (use user, vhost, ro, direct, serial=ID)",
+			usage_error("--disk %s: unknown option '%s' (use user, vhost, ro, direct, poll=USEC, serial=ID)",
 				    path, opt);
 		}
 	}
+	if (poll_set && d->backend != DISK_VHOST)
+		usage_error("--disk %s: poll= is the vhost worker's busy-loop timeout; add ,vhost",
+			    path);
 	check_file("--disk", path, true);
 	if (!d->ro && access(path, W_OK) < 0)
 		usage_error("--disk %s: %s (add ,ro for a read-only disk)", path, strerror(errno));

@@ -75,6 +75,8 @@ double vmlaunch_elapsed(void);
 
 #define VMLAUNCH_MAX_CPUS	64
 #define VMLAUNCH_MAX_DISKS	8	/* one IOAPIC pin each, GSIs 16..23 */
+/* A worker that spins longer than this between requests only burns a CPU. */
+#define DISK_POLL_MAX_US	100000
 #define VMLAUNCH_MAX_NETS	4
 #define VMLAUNCH_MAX_VIRTIO	8	/* virtio devices together: GSIs 16..23 */
 #define VIRTIO_BLK_SERIAL_LEN	20
@@ -89,6 +91,7 @@ struct disk_config {
 	enum disk_backend backend;
 	bool ro;
 	bool direct;		/* O_DIRECT: no host page cache (cache=none) */
+	unsigned int poll_us;	/* vhost: the worker's busy-loop timeout, 0 = off */
 	char serial[VIRTIO_BLK_SERIAL_LEN + 1];
 };
 

@@ -513,13 +513,14 @@ test_virtio_console_carries_both_ways() {
 }
 
 # disk_write BACKEND [ARGS...]: the disk-write action on a disk served by
-# BACKEND; more vmlaunch arguments may follow.
+# BACKEND; more vmlaunch arguments may follow, more --disk options in
+# DISK_OPTS (",opt,...").
 disk_write() {
 	local backend=$1 name=disk_write_$1 img=$WORK/disk-$1.img serial=vmlaunch-$1 want=0
 	shift
 	make_disk "$img" || return 1
 	[[ " $* " == *" kvmx.end=reboot "* ]] && want=3
-	run_vm "$name" "$@" --disk "$img,$backend,serial=$serial"
+	run_vm "$name" "$@" --disk "$img,$backend${DISK_OPTS:-},serial=$serial"
 	expect_rc $want "$WORK/$name.log" || return 1
 	expect_line "$WORK/$name.log" "KVMX-TEST: vda size 16384 ro 0" \
 		"KVMX-TEST: vda serial $serial" "KVMX-TEST: vda read ok" \
@@ -563,7 +564,9 @@ test_reboot_with_two_cpus_exits_3() {
 test_disk_write_vhost_backend() {
 	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
 	[ -z "$VHOST_SKIP" ] || { SKIP_REASON=$VHOST_SKIP; return 4; }
-	disk_write vhost --mem 3200M --cmdline "$CMDLINE kvmx.test=disk-write"
+	# With the worker busy-polling the ring between requests (poll=), the
+	# path QEMU-like setups use; a refused busy-loop ioctl fails the boot.
+	DISK_OPTS=,poll=20 disk_write vhost --mem 3200M --cmdline "$CMDLINE kvmx.test=disk-write"
 }
 
 test_read_only_disks_refuse_writes() {
@@ -658,6 +661,12 @@ test_bad_arguments_exit_2() {
 	bad_args "--disk $WORK/none.img: No such file or directory" \
 		--kernel "$k" --disk "$WORK/none.img" || ok=1
 	bad_args "unknown option 'bogus'" --kernel "$k" --disk "$disk,bogus" || ok=1
+	bad_args "poll= is the vhost worker's busy-loop timeout; add ,vhost" \
+		--kernel "$k" --disk "$disk,poll=32" || ok=1
+	bad_args "poll=100001: expected microseconds, 0 to 100000" \
+		--kernel "$k" --disk "$disk,vhost,poll=100001" || ok=1
+	bad_args "poll=32us: expected microseconds, 0 to 100000" \
+		--kernel "$k" --disk "$disk,vhost,poll=32us" || ok=1
 	bad_args "too many disks (at most 8)" --kernel "$k" "${many[@]}" || ok=1
 	bad_args "--initrd $WORK/none.cpio: No such file or directory" \
 		--kernel "$k" --initrd "$WORK/none.cpio" || ok=1
