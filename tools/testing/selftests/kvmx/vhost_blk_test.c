@@ -2481,6 +2481,9 @@ TEST_F_TIMEOUT(blk, reset_owner_with_requests_in_flight_then_set_up_again, 60)
 	       (unsigned long long)st.inflight, (long long)took);
 	/* The bios take CNB_SLOW_NS; a reset that waited for the ring takes longer. */
 	EXPECT_GT(5000, took);
+	/* Every request the backend held was told to the guest. */
+	EXPECT_LE(st.inflight, vring_used_idx(vr));
+	EXPECT_GE(8, vring_used_idx(vr));
 	blk_req_free(&r);
 
 	/* Unowned now: a ring ioctl is refused until SET_OWNER. */
