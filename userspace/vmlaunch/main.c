@@ -116,7 +116,6 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 {
 	struct disk_config *d;
 	char *opt, *save = NULL, *path;
-	unsigned long poll_us;
 	bool poll_set = false;
 
 	if (cfg->ndisks >= VMLAUNCH_MAX_DISKS)
@@ -140,15 +139,9 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 		} else if (!strcmp(opt, "direct")) {
 			d->direct = true;
 		} else if (!strncmp(opt, "poll=", 5)) {
-			char *end;
-
-			errno = 0;
-			poll_us = strtoul(opt + 5, &end, 10);
-			if (errno || end == opt + 5 || *end || opt[5] == '-' ||
-			    poll_us > DISK_POLL_MAX_US)
+			if (parse_uint(opt + 5, &d->poll_us) || d->poll_us > DISK_POLL_MAX_US)
 				usage_error("--disk %s: poll=%s: expected microseconds, 0 to %d",
 					    path, opt + 5, DISK_POLL_MAX_US);
-			d->poll_us = poll_us;
 			poll_set = true;
 		} else if (!strncmp(opt, "serial=", 7)) {
 			if (strlen(opt + 7) > VIRTIO_BLK_SERIAL_LEN)
