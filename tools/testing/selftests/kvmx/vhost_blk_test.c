@@ -2265,13 +2265,6 @@ TEST_F(blk, swapping_backends_with_requests_in_flight_loses_no_completion)
 
 /* ---- dirty log --------------------------------------------------------- */
 
-static bool page_dirty(const uint8_t *bitmap, uint64_t gpa)
-{
-	uint64_t pfn = gpa / GUEST_PAGE_SIZE;
-
-	return bitmap[pfn / 8] & (1U << (pfn % 8));
-}
-
 /* A guest page of its own, so its dirty bit speaks for one buffer alone. */
 static uint64_t own_page(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
 			 unsigned int pages)
@@ -2315,7 +2308,7 @@ static void dirty_log_case(struct __test_metadata *_metadata, FIXTURE_DATA(blk) 
 			   const struct blk_backend *b, uint32_t path_flags)
 {
 	const uint32_t len = 2 * GUEST_PAGE_SIZE;
-	size_t bitmap_size = guest_gpa_end(&self->g.mem) / GUEST_PAGE_SIZE / 8 + 4096;
+	size_t bitmap_size;
 	struct vring_drv *vr = &self->g.vq[0];
 	uint8_t *data = random_bytes(_metadata, self, len), *got = malloc(len);
 	struct blk_req w, r;
@@ -2323,9 +2316,8 @@ static void dirty_log_case(struct __test_metadata *_metadata, FIXTURE_DATA(blk) 
 	uint64_t page;
 
 	ASSERT_NE(NULL, got);
-	bitmap = mmap(NULL, bitmap_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		      -1, 0);
-	ASSERT_NE(MAP_FAILED, bitmap);
+	bitmap = vhost_log_alloc(&self->g.mem, &bitmap_size);
+	ASSERT_NE(NULL, bitmap);
 	ASSERT_EQ(0, vhost_set_log(&self->g.dev, bitmap));
 	ASSERT_EQ(0, vhost_setup_vq(&self->g.dev, 0, vr, 1U << VHOST_VRING_F_LOG, vr->used_gpa));
 	ASSERT_EQ(0, vhost_set_features(&self->g.dev, F_DRIVER | F(VHOST_F_LOG_ALL)));
@@ -2343,19 +2335,19 @@ static void dirty_log_case(struct __test_metadata *_metadata, FIXTURE_DATA(blk) 
 	ASSERT_EQ(0, vhost_wait_log(&self->g.dev, BLK_TIMEOUT_MS));
 
 	for (page = 0; page < len; page += GUEST_PAGE_SIZE) {
-		EXPECT_TRUE(page_dirty(bitmap, r.in_seg[0].gpa + page))
+		EXPECT_TRUE(vhost_log_page_dirty(bitmap, r.in_seg[0].gpa + page))
 			TH_LOG("page %llu of the read's data", (unsigned long long)page / 4096);
-		EXPECT_FALSE(page_dirty(bitmap, w.out_seg[1].gpa + page))
+		EXPECT_FALSE(vhost_log_page_dirty(bitmap, w.out_seg[1].gpa + page))
 			TH_LOG("page %llu of the write's data (read by the device)",
 			       (unsigned long long)page / 4096);
 	}
-	EXPECT_TRUE(page_dirty(bitmap, r.in_seg[1].gpa)) TH_LOG("the read's status byte");
-	EXPECT_TRUE(page_dirty(bitmap, w.in_seg[0].gpa)) TH_LOG("the write's status byte");
-	EXPECT_FALSE(page_dirty(bitmap, r.out_seg[0].gpa)) TH_LOG("the read's header");
-	EXPECT_FALSE(page_dirty(bitmap, w.out_seg[0].gpa)) TH_LOG("the write's header");
-	EXPECT_TRUE(page_dirty(bitmap, vr->used_gpa)) TH_LOG("the used ring's page");
-	EXPECT_FALSE(page_dirty(bitmap, vr->desc_gpa)) TH_LOG("the descriptor table's page");
-	EXPECT_FALSE(page_dirty(bitmap, vr->avail_gpa)) TH_LOG("the avail ring's page");
+	EXPECT_TRUE(vhost_log_page_dirty(bitmap, r.in_seg[1].gpa)) TH_LOG("the read's status byte");
+	EXPECT_TRUE(vhost_log_page_dirty(bitmap, w.in_seg[0].gpa)) TH_LOG("the write's status byte");
+	EXPECT_FALSE(vhost_log_page_dirty(bitmap, r.out_seg[0].gpa)) TH_LOG("the read's header");
+	EXPECT_FALSE(vhost_log_page_dirty(bitmap, w.out_seg[0].gpa)) TH_LOG("the write's header");
+	EXPECT_TRUE(vhost_log_page_dirty(bitmap, vr->used_gpa)) TH_LOG("the used ring's page");
+	EXPECT_FALSE(vhost_log_page_dirty(bitmap, vr->desc_gpa)) TH_LOG("the descriptor table's page");
+	EXPECT_FALSE(vhost_log_page_dirty(bitmap, vr->avail_gpa)) TH_LOG("the avail ring's page");
 
 	memcpy(self->shadow + 64 * SECTOR, data, len);
 	expect_backend_is_shadow(_metadata, self, b);
@@ -2363,7 +2355,7 @@ static void dirty_log_case(struct __test_metadata *_metadata, FIXTURE_DATA(blk) 
 	blk_req_free(&r);
 	/* The device writes into the log until it is closed. */
 	blk_guest_close(&self->g);
-	munmap(bitmap, bitmap_size);
+	vhost_log_free(bitmap, bitmap_size);
 	free(data);
 	free(got);
 }

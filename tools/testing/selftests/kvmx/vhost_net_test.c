@@ -1379,13 +1379,6 @@ TEST_F_TIMEOUT(net, tx_stream_kicked_only_when_asked_no_notify_flag, TEST_TIMEOU
 
 /* ---- dirty log ------------------------------------------------------------- */
 
-static bool page_dirty(const uint8_t *bitmap, uint64_t gpa)
-{
-	uint64_t pfn = gpa / GUEST_PAGE_SIZE;
-
-	return bitmap[pfn / 8] & (1U << (pfn % 8));
-}
-
 /*
  * With VHOST_F_LOG_ALL, RX writes mark the pages of the buffers written and
  * of the used ring; pages the device only reads stay clean.
@@ -1394,14 +1387,13 @@ TEST_F_TIMEOUT(net, dirty_log_rx, TEST_TIMEOUT_S)
 {
 	static const uint32_t sizes[] = { 100, 6000, 4084 };
 	struct vring_drv *rx = &self->nd.vq[NET_VQ_RX], *txq = &self->nd.vq[NET_VQ_TX];
-	size_t bitmap_size = guest_gpa_end(&self->mem) / GUEST_PAGE_SIZE / 8 + 4096;
+	size_t bitmap_size;
 	uint8_t *bitmap;
 	unsigned int i, nbufs = 0;
 	uint16_t h;
 
-	bitmap = mmap(NULL, bitmap_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		      -1, 0);
-	ASSERT_NE(MAP_FAILED, bitmap);
+	bitmap = vhost_log_alloc(&self->mem, &bitmap_size);
+	ASSERT_NE(NULL, bitmap);
 	ASSERT_EQ(0, link_set_mtu(TAP_NAME, 9000));
 	ASSERT_EQ(0, net_set_backend(&self->nd, NET_VQ_TX, -1));
 	ASSERT_EQ(0, net_set_backend(&self->nd, NET_VQ_RX, -1));
@@ -1429,19 +1421,19 @@ TEST_F_TIMEOUT(net, dirty_log_rx, TEST_TIMEOUT_S)
 		for (j = 0; j < nbufs; j++)
 			written |= le32toh(rx->used->ring[j].id) == i;
 		h = i;
-		EXPECT_EQ(written, page_dirty(bitmap, net_rx_buf_gpa(&self->nd, h)))
+		EXPECT_EQ(written, vhost_log_page_dirty(bitmap, net_rx_buf_gpa(&self->nd, h)))
 			TH_LOG("RX buffer %u (%s) at %#llx", i, written ? "written" : "not written",
 			       (unsigned long long)net_rx_buf_gpa(&self->nd, h));
 	}
-	EXPECT_TRUE(page_dirty(bitmap, rx->used_gpa)) TH_LOG("the RX used ring's page");
-	EXPECT_FALSE(page_dirty(bitmap, rx->desc_gpa)) TH_LOG("the RX descriptor table's page");
-	EXPECT_FALSE(page_dirty(bitmap, rx->avail_gpa)) TH_LOG("the RX avail ring's page");
+	EXPECT_TRUE(vhost_log_page_dirty(bitmap, rx->used_gpa)) TH_LOG("the RX used ring's page");
+	EXPECT_FALSE(vhost_log_page_dirty(bitmap, rx->desc_gpa)) TH_LOG("the RX descriptor table's page");
+	EXPECT_FALSE(vhost_log_page_dirty(bitmap, rx->avail_gpa)) TH_LOG("the RX avail ring's page");
 	/*
 	 * The TX table's first page is the RX used ring's; the page of its
 	 * avail ring holds only what the device reads.
 	 */
-	EXPECT_FALSE(page_dirty(bitmap, txq->avail_gpa)) TH_LOG("the TX avail ring's page");
-	munmap(bitmap, bitmap_size);
+	EXPECT_FALSE(vhost_log_page_dirty(bitmap, txq->avail_gpa)) TH_LOG("the TX avail ring's page");
+	vhost_log_free(bitmap, bitmap_size);
 }
 
 /* ---- the device's own header ----------------------------------------------- */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -149,6 +150,33 @@ int vhost_set_log(const struct vhost_dev *dev, void *bitmap)
 	if (!ret)
 		ret = vhost_do(dev, VHOST_SET_LOG_FD, &fd);
 	return ret;
+}
+
+uint8_t *vhost_log_alloc(const struct guest_mem *mem, size_t *size)
+{
+	/* A page of slack past the last bit: a device writing a whole word. */
+	size_t len = guest_gpa_end(mem) / GUEST_PAGE_SIZE / 8 + GUEST_PAGE_SIZE;
+	void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (map == MAP_FAILED) {
+		fprintf(stderr, "# vhost: mmap of a %zu-byte dirty log: %s\n", len, strerror(errno));
+		return NULL;
+	}
+	*size = len;
+	return map;
+}
+
+void vhost_log_free(uint8_t *bitmap, size_t size)
+{
+	if (bitmap)
+		munmap(bitmap, size);
+}
+
+bool vhost_log_page_dirty(const uint8_t *bitmap, uint64_t gpa)
+{
+	uint64_t pfn = gpa / GUEST_PAGE_SIZE;
+
+	return bitmap[pfn / 8] & (1U << (pfn % 8));
 }
 
 static int set_vring_fd(const struct vhost_dev *dev, const char *name, unsigned long req,

@@ -54,6 +54,15 @@ int vhost_set_features(const struct vhost_dev *dev, uint64_t features);
 int vhost_set_mem_table(const struct vhost_dev *dev, const struct guest_mem *mem);
 /* VHOST_SET_LOG_BASE to @bitmap and VHOST_SET_LOG_FD to the log eventfd. */
 int vhost_set_log(const struct vhost_dev *dev, void *bitmap);
+/*
+ * A zeroed dirty-log bitmap (one bit per guest page) covering @mem, and
+ * its size in *@size for memset()/vhost_log_free(); NULL with a message
+ * if it cannot be mapped.
+ */
+uint8_t *vhost_log_alloc(const struct guest_mem *mem, size_t *size);
+void vhost_log_free(uint8_t *bitmap, size_t size);
+/* Whether the page holding @gpa is marked dirty in @bitmap. */
+bool vhost_log_page_dirty(const uint8_t *bitmap, uint64_t gpa);
 
 /*
  * Wire virtqueue @idx to @vr: SET_VRING_NUM, SET_VRING_BASE (the ring's
