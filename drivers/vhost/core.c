@@ -16,6 +16,7 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/nospec.h>
+#include <linux/sched/clock.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -30,6 +31,14 @@ static unsigned int max_mem_regions = 64;
 module_param(max_mem_regions, uint, 0444);
 MODULE_PARM_DESC(max_mem_regions,
 		 "Most regions VHOST_SET_MEM_TABLE accepts (default 64, as vhost)");
+
+static unsigned int poll_max_us = 32;
+module_param(poll_max_us, uint, 0644);
+MODULE_PARM_DESC(poll_max_us,
+		 "Longest adaptive busy poll, in microseconds, of a ring whose VMM set no VHOST_SET_VRING_BUSYLOOP_TIMEOUT (default 32, as QEMU's iothreads; 0: never poll unasked)");
+
+/* The first adaptive window, as QEMU's: short enough to cost little when wrong. */
+#define KVMX_POLL_FIRST_NS	4000
 
 /* ---- workers ---------------------------------------------------------- */
 
@@ -214,11 +223,88 @@ bool kvmx_vq_has_work(struct kvmx_vq *vq)
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_has_work);
 
+/**
+ * kvmx_poll_next_ns - the adaptive poll window after one wait
+ * @window_ns: the window the handler polled for before it slept
+ * @idle_ns: from running out of work to being woken again
+ * @max_ns: the longest window allowed
+ *
+ * A wait longer than any window we would poll means the ring is idle:
+ * polling only burns a CPU, so stop. A wait that ended soon after we gave
+ * up means a longer window would have caught it: double it, up to @max_ns.
+ */
+u32 kvmx_poll_next_ns(u32 window_ns, u64 idle_ns, u32 max_ns)
+{
+	if (idle_ns > max_ns)
+		return 0;
+	if (idle_ns <= window_ns)
+		return window_ns;
+	if (!window_ns)
+		return min_t(u32, KVMX_POLL_FIRST_NS, max_ns);
+	return window_ns > max_ns / 2 ? max_ns : window_ns * 2;
+}
+EXPORT_SYMBOL_GPL(kvmx_poll_next_ns);
+
+static u32 kvmx_poll_max_ns(void)
+{
+	return min_t(u64, READ_ONCE(poll_max_us) * NSEC_PER_USEC, U32_MAX);
+}
+
+/**
+ * kvmx_vq_poll_deadline - a handler ran out of work: until when may it spin?
+ * @vq: the virtqueue, mutex held
+ *
+ * The VMM's VHOST_SET_VRING_BUSYLOOP_TIMEOUT, when it set one; else the
+ * adaptive window, which grows while work keeps arriving shortly after the
+ * handler gave up and drops to nothing once the ring goes quiet. A handler
+ * that then sleeps says so with kvmx_vq_poll_sleep().
+ *
+ * Return: a local_clock() deadline; now when there is no window.
+ */
+u64 kvmx_vq_poll_deadline(struct kvmx_vq *vq)
+{
+	u64 now = local_clock();
+
+	vq->poll_idle_since = now;
+	if (vq->busyloop_timeout)
+		return now + (u64)vq->busyloop_timeout * NSEC_PER_USEC;
+	return now + min(vq->poll_ns, kvmx_poll_max_ns());
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_poll_deadline);
+
+/**
+ * kvmx_vq_poll_sleep - the handler polled until its deadline and now waits
+ * @vq: the virtqueue, mutex held
+ *
+ * How long until it runs again tunes the adaptive window.
+ */
+void kvmx_vq_poll_sleep(struct kvmx_vq *vq)
+{
+	vq->poll_asleep = true;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_poll_sleep);
+
+static void kvmx_vq_poll_adapt(struct kvmx_vq *vq)
+{
+	u32 max_ns = kvmx_poll_max_ns();
+	u64 idle_ns;
+
+	if (!vq->poll_asleep)
+		return;
+	vq->poll_asleep = false;
+	if (vq->busyloop_timeout)
+		return;
+	/* The worker may have moved CPUs: a clock gone backwards is "idle". */
+	idle_ns = local_clock() - vq->poll_idle_since;
+	WRITE_ONCE(vq->poll_ns, kvmx_poll_next_ns(min(vq->poll_ns, max_ns), idle_ns, max_ns));
+}
+
 static void kvmx_vq_kick_work(struct kvmx_work *work)
 {
 	struct kvmx_vq *vq = container_of(work, struct kvmx_vq, kick_work);
 
 	mutex_lock(&vq->mutex);
+	kvmx_vq_poll_adapt(vq);
 	if (vq->private_data && !vq->broken)
 		vq->handle_kick(vq);
 	mutex_unlock(&vq->mutex);
@@ -893,6 +979,8 @@ static void kvmx_dev_reset(struct kvmx_dev *dev)
 		vq->last_fault = KVMX_FAULT_NONE;
 		vq->bad_chains = 0;
 		vq->busyloop_timeout = 0;
+		vq->poll_ns = 0;
+		vq->poll_asleep = false;
 		vq->acked_features = 0;
 		vq->mem = NULL;
 		vq->log_all = false;

@@ -1399,7 +1399,63 @@ static struct kunit_suite notify_suite = {
 	.test_cases = notify_cases,
 };
 
-kunit_test_suites(&memtable_suite, &chain_suite, &notify_suite);
+/* ---- adaptive polling --------------------------------------------------- */
+
+#define POLL_MAX_NS	32000
+
+/* Work came back soon after we gave up: the window grows from 4 µs. */
+static void poll_test_grows_from_nothing(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(0, 1000, POLL_MAX_NS), 4000);
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(4000, 5000, POLL_MAX_NS), 8000);
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(8000, POLL_MAX_NS, POLL_MAX_NS), 16000);
+}
+
+/* Doubling never passes the cap, even from odd windows. */
+static void poll_test_grows_to_the_cap_only(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(16000, 20000, POLL_MAX_NS), POLL_MAX_NS);
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(20000, 25000, POLL_MAX_NS), POLL_MAX_NS);
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(0, 10, 1000), 1000);
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(U32_MAX / 2 + 1, U32_MAX, U32_MAX), U32_MAX);
+}
+
+/* A wait longer than the cap is an idle ring: stop spinning at once. */
+static void poll_test_idle_ring_stops_polling(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(POLL_MAX_NS, POLL_MAX_NS + 1, POLL_MAX_NS), 0);
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(4000, U64_MAX, POLL_MAX_NS), 0);
+}
+
+/* Woken within the window we polled: it is the right size, keep it. */
+static void poll_test_right_window_is_kept(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(8000, 8000, POLL_MAX_NS), 8000);
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(8000, 0, POLL_MAX_NS), 8000);
+}
+
+/* poll_max_us=0 turns adaptive polling off whatever the history. */
+static void poll_test_zero_cap_never_polls(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(0, 0, 0), 0);
+	KUNIT_EXPECT_EQ(test, kvmx_poll_next_ns(0, 1, 0), 0);
+}
+
+static struct kunit_case poll_cases[] = {
+	KUNIT_CASE(poll_test_grows_from_nothing),
+	KUNIT_CASE(poll_test_grows_to_the_cap_only),
+	KUNIT_CASE(poll_test_idle_ring_stops_polling),
+	KUNIT_CASE(poll_test_right_window_is_kept),
+	KUNIT_CASE(poll_test_zero_cap_never_polls),
+	{}
+};
+
+static struct kunit_suite poll_suite = {
+	.name = "kvmx_core_poll",
+	.test_cases = poll_cases,
+};
+
+kunit_test_suites(&memtable_suite, &chain_suite, &notify_suite, &poll_suite);
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("KUnit tests for the kvmx virtqueue core");

@@ -173,7 +173,10 @@ struct kvmx_vq {
 	struct eventfd_ctx *error_ctx;
 	struct kvmx_poll poll;
 	bool polling;
-	u32 busyloop_timeout;
+	u32 busyloop_timeout;		/* µs; 0: adaptive, see kvmx_vq_poll_deadline() */
+	u32 poll_ns;			/* the adaptive window */
+	bool poll_asleep;		/* the handler gave up polling and slept */
+	u64 poll_idle_since;		/* local_clock() when it ran out of work */
 
 	struct kvmx_work kick_work;
 	kvmx_handle_kick_t handle_kick;
@@ -233,6 +236,9 @@ int kvmx_vq_add_used_n(struct kvmx_vq *vq, const struct vring_used_elem *elems,
 void kvmx_vq_discard(struct kvmx_vq *vq, unsigned int n);
 bool kvmx_vq_avail_empty(struct kvmx_vq *vq);
 bool kvmx_vq_has_work(struct kvmx_vq *vq);
+u64 kvmx_vq_poll_deadline(struct kvmx_vq *vq);
+void kvmx_vq_poll_sleep(struct kvmx_vq *vq);
+u32 kvmx_poll_next_ns(u32 window_ns, u64 idle_ns, u32 max_ns);
 void kvmx_vq_signal(struct kvmx_vq *vq);
 bool kvmx_vq_enable_notify(struct kvmx_vq *vq);
 void kvmx_vq_disable_notify(struct kvmx_vq *vq);
