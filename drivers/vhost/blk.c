@@ -608,21 +608,22 @@ static unsigned int blk_submit_batch(struct blk_queue *q, unsigned int budget,
 }
 
 /*
- * VHOST_SET_VRING_BUSYLOOP_TIMEOUT: before sleeping, watch the ring and the
- * completions for up to that many microseconds with kicks still off. At
- * iodepth 1 this saves the two thread wakeups each request otherwise costs
- * (kick to worker, completion to worker), at the price of a spinning CPU.
+ * Before sleeping, watch the ring and the completions with kicks still off,
+ * for as long as the core allows: the VMM's busyloop timeout, or the
+ * adaptive window. At iodepth 1 this saves the two thread wakeups each
+ * request otherwise costs (kick to worker, completion to worker); deeper,
+ * it keeps the guest from exiting to kick, at the price of a spinning CPU.
  */
 static bool blk_busy_poll(struct blk_queue *q)
 {
 	struct kvmx_vq *vq = &q->vq;
-	u64 end = local_clock() + (u64)vq->busyloop_timeout * NSEC_PER_USEC;
+	u64 end = kvmx_vq_poll_deadline(vq);
 
 	while (!need_resched() && local_clock() < end) {
 		if (!llist_empty(&q->done)) {
 			blk_reap(q);
 			blk_signal(q);
-			end = local_clock() + (u64)vq->busyloop_timeout * NSEC_PER_USEC;
+			end = kvmx_vq_poll_deadline(vq);
 		}
 		/* An unreadable ring reads as work: get_chain reports it. */
 		if (q->nfree && !kvmx_vq_avail_empty(vq))
@@ -658,10 +659,12 @@ static void blk_handle_kick(struct kvmx_vq *vq)
 		/* Completions that came in during submission go out now. */
 		blk_reap(q);
 		blk_signal(q);
-		if (vq->busyloop_timeout && blk_busy_poll(q))
+		if (blk_busy_poll(q))
 			continue;
-		if (!kvmx_vq_enable_notify(vq))
+		if (!kvmx_vq_enable_notify(vq)) {
+			kvmx_vq_poll_sleep(vq);
 			break;
+		}
 		kvmx_vq_disable_notify(vq);
 	}
 	if (!budget)

@@ -36,7 +36,7 @@
 #include <linux/skb_array.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
-#include <linux/timekeeping.h>
+#include <linux/sched/clock.h>
 #include <linux/uaccess.h>
 #include <linux/vhost.h>
 #include <linux/virtio_byteorder.h>
@@ -233,14 +233,15 @@ static bool net_rearm_or_go_on(struct kvmx_vq *vq, unsigned int *pkts)
 }
 
 /*
- * Spin for up to the ring's busyloop timeout (microseconds, as vhost_net)
- * until @ready says there is work, unless something else wants the worker.
+ * Spin until @ready says there is work, for as long as the core allows
+ * (the VMM's busyloop timeout, or the adaptive window), unless something
+ * else wants the worker.
  */
 static bool net_busy_poll(struct net_queue *q, bool (*ready)(struct net_queue *q))
 {
-	u64 end = ktime_get_ns() + (u64)q->vq.busyloop_timeout * NSEC_PER_USEC;
+	u64 end = kvmx_vq_poll_deadline(&q->vq);
 
-	while (!need_resched() && ktime_get_ns() < end) {
+	while (!need_resched() && local_clock() < end) {
 		if (kvmx_vq_has_work(&q->vq))
 			return false;
 		if (ready(q))
@@ -447,10 +448,12 @@ static void net_handle_tx(struct kvmx_vq *vq)
 		if (!r) {
 			/* Idle: what is batched goes out before we wait. */
 			net_tx_flush(q);
-			if (vq->busyloop_timeout && net_busy_poll(q, net_tx_ready))
+			if (net_busy_poll(q, net_tx_ready))
 				continue;
 			if (net_rearm_or_go_on(vq, &pkts))
 				continue;
+			/* Till a kick, or our own requeue: either tunes the window. */
+			kvmx_vq_poll_sleep(vq);
 			break;
 		}
 
@@ -699,7 +702,8 @@ static void net_handle_rx(struct kvmx_vq *vq)
 		int n, err;
 
 		sock_len = net_rx_peek(q);
-		if (!sock_len && vq->busyloop_timeout) {
+		if (!sock_len) {
+			/* The guest gets what we have before we spin. */
 			net_flush_used(q);
 			if (net_busy_poll(q, net_rx_ready))
 				sock_len = net_rx_peek(q);
@@ -760,8 +764,10 @@ next:
 			break;
 		}
 	}
-	if (rearm)
+	if (rearm) {
 		net_poll_start(q);
+		kvmx_vq_poll_sleep(vq);
+	}
 	net_flush_used(q);
 }
 
@@ -1152,6 +1158,7 @@ static void net_show_fdinfo(struct seq_file *m, struct file *file)
 		seq_printf(m, "%s_bytes:\t%llu\n", names[i], READ_ONCE(q->bytes));
 		seq_printf(m, "%s_dropped:\t%llu\n", names[i], READ_ONCE(q->dropped));
 		seq_printf(m, "%s_errors:\t%llu\n", names[i], READ_ONCE(q->errors));
+		seq_printf(m, "%s_poll_ns:\t%u\n", names[i], READ_ONCE(q->vq.poll_ns));
 	}
 }
 

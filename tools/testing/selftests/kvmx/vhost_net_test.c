@@ -90,7 +90,11 @@ FIXTURE(net) {
 	uint64_t rng;
 	uint8_t *frame;		/* what was sent */
 	uint8_t *buf;		/* what arrived */
+	long saved_poll_max;	/* kvmx_core's poll_max_us, for teardown */
+	bool poll_max_changed;
 };
+
+static int write_poll_max_param(long us);
 
 FIXTURE_VARIANT(net) {
 	const char *path;
@@ -150,6 +154,9 @@ FIXTURE_SETUP(net)
 
 FIXTURE_TEARDOWN(net)
 {
+	/* A module parameter outlives the test: put it back even on failure. */
+	if (self->poll_max_changed)
+		write_poll_max_param(self->saved_poll_max);
 	/* The device first: it holds the tap and uses guest memory. */
 	if (self->dev_open)
 		net_dev_close(&self->nd);
@@ -1689,6 +1696,122 @@ TEST_F_TIMEOUT(net, fdinfo_counts_frames_and_drops, TEST_TIMEOUT_S)
 	EXPECT_STREQ("none", text);
 	fdinfo_text(fd, "rx_backend", text, sizeof(text));
 	EXPECT_STREQ("attached", text);
+}
+
+/* ---- adaptive busy polling (kvmx only) ---------------------------------- */
+
+#define POLL_MAX_PARAM	"/sys/module/kvmx_core/parameters/poll_max_us"
+/* Longer than any turnaround of ours, shorter than an idle gap we make. */
+#define POLL_TEST_MAX_US	100000
+#define POLL_TEST_GAP_MS	20
+
+static long read_poll_max_param(void)
+{
+	char text[32] = "";
+	int fd = open(POLL_MAX_PARAM, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	return n > 0 ? strtol(text, NULL, 10) : -1;
+}
+
+static int write_poll_max_param(long us)
+{
+	char text[32];
+	int fd = open(POLL_MAX_PARAM, O_WRONLY | O_CLOEXEC), len;
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	len = snprintf(text, sizeof(text), "%ld", us);
+	n = write(fd, text, len);
+	close(fd);
+	return n == len ? 0 : -EIO;
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* One kicked frame out through TX, checked on the tap. */
+static void tx_one(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, uint32_t seq)
+{
+	net_frame(self->frame, 200, seq, &self->rng);
+	ASSERT_LE(0, tx(_metadata, &self->nd, self->frame, 200, NULL, 0, false));
+	expect_on_tap(_metadata, self, self->pkt, self->frame, 200);
+}
+
+static void adaptive_poll(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self)
+{
+	int fd = self->nd.dev.fd;
+	long long window = 0;
+	uint32_t seq = 0;
+	unsigned int i;
+
+	/* poll_max_us=0: frames in quick succession never open a window. */
+	ASSERT_EQ(0, write_poll_max_param(0));
+	for (i = 0; i < 8; i++)
+		tx_one(_metadata, self, seq++);
+	EXPECT_EQ(0, fdinfo_value(fd, "tx_poll_ns"));
+
+	/*
+	 * Frames 20 ms apart: each wakes the worker soon (for the cap) after
+	 * it gave up, so the window doubles from 4 µs until it spans the gap
+	 * and the worker catches the next frame while still polling.
+	 */
+	ASSERT_EQ(0, write_poll_max_param(POLL_TEST_MAX_US));
+	for (i = 0; i < 40 && window <= POLL_TEST_GAP_MS * 1000000LL; i++) {
+		tx_one(_metadata, self, seq++);
+		window = fdinfo_value(fd, "tx_poll_ns");
+		sleep_ms(POLL_TEST_GAP_MS);
+	}
+	ASSERT_LT(POLL_TEST_GAP_MS * 1000000LL, window)
+		TH_LOG("the TX window stayed at %lld ns after %u frames %d ms apart", window, i,
+		       POLL_TEST_GAP_MS);
+	EXPECT_GE(POLL_TEST_MAX_US * 1000LL, window);
+
+	/* While the worker polls, a frame needs no kick. */
+	tx_one(_metadata, self, seq++);
+	net_frame(self->frame, 200, seq, &self->rng);
+	ASSERT_LE(0, net_tx_queue(&self->nd, NULL, self->frame, 200, NULL, 0, false));
+	expect_on_tap(_metadata, self, self->pkt, self->frame, 200);
+	seq++;
+
+	/* Idle past the cap: the next wakeup closes the window... */
+	sleep_ms(POLL_TEST_MAX_US / 1000 * 2);
+	tx_one(_metadata, self, seq++);
+	EXPECT_EQ(0, fdinfo_value(fd, "tx_poll_ns"));
+	/* ...so a frame without a kick waits for one. */
+	net_frame(self->frame, 200, seq, &self->rng);
+	ASSERT_LE(0, net_tx_queue(&self->nd, NULL, self->frame, 200, NULL, 0, false));
+	expect_nothing_on_tap(_metadata, self);
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_TX));
+	expect_on_tap(_metadata, self, self->pkt, self->frame, 200);
+	expect_tx_done(_metadata, &self->nd, seq + 1);
+}
+
+/*
+ * With no VHOST_SET_VRING_BUSYLOOP_TIMEOUT, a kvmx ring polls for a
+ * window that grows while work keeps coming soon after the worker gave up
+ * (up to kvmx_core's poll_max_us) and closes once the ring has been idle
+ * longer than that: fdinfo shows the window, and frames published without
+ * a kick go out only while it is open.
+ */
+TEST_F_TIMEOUT(net, adaptive_poll_window_opens_under_traffic_and_closes_when_idle,
+	       TEST_TIMEOUT_S)
+{
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net polls only when the VMM sets a busyloop timeout");
+	self->saved_poll_max = read_poll_max_param();
+	ASSERT_LE(0, self->saved_poll_max) TH_LOG("cannot read %s", POLL_MAX_PARAM);
+	self->poll_max_changed = true;
+	adaptive_poll(_metadata, self);
 }
 
 TEST_HARNESS_MAIN
