@@ -80,12 +80,14 @@ static int kvmx_worker_fn(void *data)
 	return 0;
 }
 
-static void kvmx_worker_queue(struct kvmx_worker *worker, struct kvmx_work *work)
+/* Return: true if @work was not queued yet. */
+static bool kvmx_worker_queue(struct kvmx_worker *worker, struct kvmx_work *work)
 {
-	if (!test_and_set_bit(KVMX_WORK_QUEUED, &work->flags)) {
-		llist_add(&work->node, &worker->work_list);
-		wake_up_process(worker->task);
-	}
+	if (test_and_set_bit(KVMX_WORK_QUEUED, &work->flags))
+		return false;
+	llist_add(&work->node, &worker->work_list);
+	wake_up_process(worker->task);
+	return true;
 }
 
 struct kvmx_flush_work {
@@ -179,8 +181,14 @@ void kvmx_vq_queue_work(struct kvmx_vq *vq)
 
 	rcu_read_lock();
 	worker = rcu_dereference(vq->worker);
-	if (worker)
-		kvmx_worker_queue(worker, &vq->kick_work);
+	/*
+	 * When work arrived, not when the worker got to run, is what says
+	 * whether a longer poll would have caught it: under load (or in an
+	 * emulator) the wakeup alone can outlast any window.
+	 */
+	if (worker && kvmx_worker_queue(worker, &vq->kick_work) &&
+	    READ_ONCE(vq->poll_asleep))
+		WRITE_ONCE(vq->poll_work_at, local_clock());
 	rcu_read_unlock();
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_queue_work);
@@ -280,22 +288,29 @@ EXPORT_SYMBOL_GPL(kvmx_vq_poll_deadline);
  */
 void kvmx_vq_poll_sleep(struct kvmx_vq *vq)
 {
-	vq->poll_asleep = true;
+	WRITE_ONCE(vq->poll_asleep, true);
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_poll_sleep);
 
 static void kvmx_vq_poll_adapt(struct kvmx_vq *vq)
 {
+	u64 work_at = READ_ONCE(vq->poll_work_at);
 	u32 max_ns = kvmx_poll_max_ns();
 	u64 idle_ns;
 
 	if (!vq->poll_asleep)
 		return;
-	vq->poll_asleep = false;
+	WRITE_ONCE(vq->poll_asleep, false);
 	if (vq->busyloop_timeout)
 		return;
-	/* The worker may have moved CPUs: a clock gone backwards is "idle". */
-	idle_ns = local_clock() - vq->poll_idle_since;
+	/*
+	 * A stamp older than our sleep is from an earlier round (or another
+	 * CPU's clock ran a little behind): count until now instead, which
+	 * can only make the window smaller.
+	 */
+	if (work_at < vq->poll_idle_since)
+		work_at = local_clock();
+	idle_ns = work_at - vq->poll_idle_since;
 	WRITE_ONCE(vq->poll_ns, kvmx_poll_next_ns(min(vq->poll_ns, max_ns), idle_ns, max_ns));
 }
 
@@ -981,6 +996,7 @@ static void kvmx_dev_reset(struct kvmx_dev *dev)
 		vq->busyloop_timeout = 0;
 		vq->poll_ns = 0;
 		vq->poll_asleep = false;
+		vq->poll_work_at = 0;
 		vq->acked_features = 0;
 		vq->mem = NULL;
 		vq->log_all = false;

@@ -177,6 +177,7 @@ struct kvmx_vq {
 	u32 poll_ns;			/* the adaptive window */
 	bool poll_asleep;		/* the handler gave up polling and slept */
 	u64 poll_idle_since;		/* local_clock() when it ran out of work */
+	u64 poll_work_at;		/* local_clock() when work woke it */
 
 	struct kvmx_work kick_work;
 	kvmx_handle_kick_t handle_kick;
