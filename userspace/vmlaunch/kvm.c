@@ -491,8 +491,12 @@ static void *vcpu_thread(void *arg)
 		case KVM_EXIT_HLT:
 			break;
 		case KVM_EXIT_SHUTDOWN:
-			/* A triple fault: what Linux's last-resort reboot does. */
-			pr_debug("vCPU %u: shutdown (triple fault)", vcpu->id);
+			/*
+			 * A triple fault: Linux's last-resort reboot, or a guest
+			 * that crashed too hard to say so; say it for both.
+			 */
+			pr_guest_once("vCPU %u: triple fault (shutdown); exiting with status 3",
+				      vcpu->id);
 			vm_request_stop(vm, VMLAUNCH_EXIT_REBOOT);
 			break;
 		case KVM_EXIT_SYSTEM_EVENT:
