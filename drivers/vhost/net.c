@@ -32,11 +32,11 @@
 #include <linux/net.h>
 #include <linux/nospec.h>
 #include <linux/ptr_ring.h>
+#include <linux/sched/clock.h>
 #include <linux/seq_file.h>
 #include <linux/skb_array.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
-#include <linux/sched/clock.h>
 #include <linux/uaccess.h>
 #include <linux/vhost.h>
 #include <linux/virtio_byteorder.h>
