@@ -80,6 +80,70 @@
 #define F_DEFAULT	(F(VIRTIO_F_VERSION_1) | F(VIRTIO_NET_F_MRG_RXBUF) | \
 			 F(VIRTIO_RING_F_INDIRECT_DESC))
 
+/* ---- module parameters --------------------------------------------------- */
+
+#define TX_WORKER_PARAM	"/sys/module/kvmx_vhost_net/parameters/tx_worker"
+#define POLL_MAX_PARAM	"/sys/module/kvmx_core/parameters/poll_max_us"
+
+/* A module parameter's value as text into @buf; false if unreadable. */
+static bool param_read(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, cap - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return n > 0;
+}
+
+/* Return: 0, or a negative errno. */
+static int param_write(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	size_t len = strlen(text);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, len);
+	close(fd);
+	return n == (ssize_t)len ? 0 : -EIO;
+}
+
+/* 1 or 0; -1 if unreadable. */
+static int read_tx_worker_param(void)
+{
+	char text[4];
+
+	if (!param_read(TX_WORKER_PARAM, text, sizeof(text)))
+		return -1;
+	return text[0] == 'Y' ? 1 : text[0] == 'N' ? 0 : -1;
+}
+
+static int write_tx_worker_param(bool on)
+{
+	return param_write(TX_WORKER_PARAM, on ? "Y" : "N");
+}
+
+/* Microseconds; -1 if unreadable. */
+static long read_poll_max_param(void)
+{
+	char text[32];
+
+	return param_read(POLL_MAX_PARAM, text, sizeof(text)) ? strtol(text, NULL, 10) : -1;
+}
+
+static int write_poll_max_param(long us)
+{
+	char text[32];
+
+	snprintf(text, sizeof(text), "%ld", us);
+	return param_write(POLL_MAX_PARAM, text);
+}
+
 FIXTURE(net) {
 	struct guest_mem mem;
 	struct net_dev nd;
@@ -93,8 +157,6 @@ FIXTURE(net) {
 	long saved_poll_max;	/* kvmx_core's poll_max_us, for teardown */
 	bool poll_max_changed;
 };
-
-static int write_poll_max_param(long us);
 
 FIXTURE_VARIANT(net) {
 	const char *path;
@@ -1496,33 +1558,6 @@ TEST_F_TIMEOUT(net, vhost_supplies_header, TEST_TIMEOUT_S)
 
 /* ---- worker threads ------------------------------------------------------ */
 
-#define TX_WORKER_PARAM	"/sys/module/kvmx_vhost_net/parameters/tx_worker"
-
-static int read_tx_worker_param(void)
-{
-	char c = 0;
-	int fd = open(TX_WORKER_PARAM, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	if (read(fd, &c, 1) != 1)
-		c = 0;
-	close(fd);
-	return c == 'Y' ? 1 : c == 'N' ? 0 : -1;
-}
-
-static int write_tx_worker_param(bool on)
-{
-	int fd = open(TX_WORKER_PARAM, O_WRONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, on ? "Y" : "N", 1);
-	close(fd);
-	return n == 1 ? 0 : -EIO;
-}
-
 /* One frame each way, byte-exact: the rings work on whatever threads. */
 static void traffic_both_ways(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
 			      uint32_t seq)
@@ -1706,44 +1741,9 @@ TEST_F_TIMEOUT(net, fdinfo_counts_frames_and_drops, TEST_TIMEOUT_S)
 
 /* ---- adaptive busy polling (kvmx only) ---------------------------------- */
 
-#define POLL_MAX_PARAM	"/sys/module/kvmx_core/parameters/poll_max_us"
 /* Longer than any turnaround of ours, shorter than an idle gap we make. */
 #define POLL_TEST_MAX_US	100000
 #define POLL_TEST_GAP_MS	20
-
-static long read_poll_max_param(void)
-{
-	char text[32] = "";
-	int fd = open(POLL_MAX_PARAM, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -1;
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	return n > 0 ? strtol(text, NULL, 10) : -1;
-}
-
-static int write_poll_max_param(long us)
-{
-	char text[32];
-	int fd = open(POLL_MAX_PARAM, O_WRONLY | O_CLOEXEC), len;
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	len = snprintf(text, sizeof(text), "%ld", us);
-	n = write(fd, text, len);
-	close(fd);
-	return n == len ? 0 : -EIO;
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 /* One kicked frame out through TX, checked on the tap. */
 static void tx_one(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, uint32_t seq)
@@ -1775,7 +1775,7 @@ static void adaptive_poll(struct __test_metadata *_metadata, FIXTURE_DATA(net) *
 	for (i = 0; i < 40 && window <= POLL_TEST_GAP_MS * 1000000LL; i++) {
 		tx_one(_metadata, self, seq++);
 		window = fdinfo_value(fd, "tx_poll_ns");
-		sleep_ms(POLL_TEST_GAP_MS);
+		usleep(POLL_TEST_GAP_MS * 1000);
 	}
 	ASSERT_LT(POLL_TEST_GAP_MS * 1000000LL, window)
 		TH_LOG("the TX window stayed at %lld ns after %u frames %d ms apart", window, i,
@@ -1790,7 +1790,7 @@ static void adaptive_poll(struct __test_metadata *_metadata, FIXTURE_DATA(net) *
 	seq++;
 
 	/* Idle past the cap: the next wakeup closes the window... */
-	sleep_ms(POLL_TEST_MAX_US / 1000 * 2);
+	usleep(2 * POLL_TEST_MAX_US);
 	tx_one(_metadata, self, seq++);
 	EXPECT_EQ(0, fdinfo_value(fd, "tx_poll_ns"));
 	/* ...so a frame without a kick waits for one. */
