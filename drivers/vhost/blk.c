@@ -28,7 +28,6 @@
 #include <linux/module.h>
 #include <linux/nospec.h>
 #include <linux/pagemap.h>
-#include <linux/sched/clock.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/virtio_blk.h>
@@ -619,7 +618,7 @@ static bool blk_busy_poll(struct blk_queue *q)
 	struct kvmx_vq *vq = &q->vq;
 	u64 end = kvmx_vq_poll_deadline(vq);
 
-	while (!need_resched() && local_clock() < end) {
+	while (kvmx_poll_on(end)) {
 		if (!llist_empty(&q->done)) {
 			blk_reap(q);
 			blk_signal(q);

@@ -27,6 +27,8 @@
 #include <linux/llist.h>
 #include <linux/mutex.h>
 #include <linux/poll.h>
+#include <linux/sched.h>
+#include <linux/sched/clock.h>
 #include <linux/uio.h>
 #include <linux/virtio_ring.h>
 #include <linux/xarray.h>
@@ -240,6 +242,16 @@ bool kvmx_vq_has_work(struct kvmx_vq *vq);
 u64 kvmx_vq_poll_deadline(struct kvmx_vq *vq);
 void kvmx_vq_poll_sleep(struct kvmx_vq *vq);
 u32 kvmx_poll_next_ns(u32 window_ns, u64 idle_ns, u32 max_ns);
+
+/*
+ * May a handler keep spinning towards @deadline (kvmx_vq_poll_deadline())?
+ * Not once it passed, nor while another task wants this CPU.
+ */
+static inline bool kvmx_poll_on(u64 deadline)
+{
+	return !need_resched() && local_clock() < deadline;
+}
+
 void kvmx_vq_signal(struct kvmx_vq *vq);
 bool kvmx_vq_enable_notify(struct kvmx_vq *vq);
 void kvmx_vq_disable_notify(struct kvmx_vq *vq);

@@ -32,7 +32,6 @@
 #include <linux/net.h>
 #include <linux/nospec.h>
 #include <linux/ptr_ring.h>
-#include <linux/sched/clock.h>
 #include <linux/seq_file.h>
 #include <linux/skb_array.h>
 #include <linux/skbuff.h>
@@ -241,7 +240,7 @@ static bool net_busy_poll(struct net_queue *q, bool (*ready)(struct net_queue *q
 {
 	u64 end = kvmx_vq_poll_deadline(&q->vq);
 
-	while (!need_resched() && local_clock() < end) {
+	while (kvmx_poll_on(end)) {
 		if (kvmx_vq_has_work(&q->vq))
 			return false;
 		if (ready(q))
