@@ -109,8 +109,10 @@ static int param_write(const char *path, const char *text)
 	if (fd < 0)
 		return -errno;
 	n = write(fd, text, len);
+	if (n < 0)
+		n = -errno;
 	close(fd);
-	return n == (ssize_t)len ? 0 : -EIO;
+	return n < 0 ? n : n == (ssize_t)len ? 0 : -EIO;
 }
 
 /* 1 or 0; -1 if unreadable. */
@@ -1759,6 +1761,12 @@ static void adaptive_poll(struct __test_metadata *_metadata, FIXTURE_DATA(net) *
 	long long window = 0;
 	uint32_t seq = 0;
 	unsigned int i;
+
+	/* The parameter takes microseconds as a 32-bit number, nothing else. */
+	EXPECT_EQ(-EINVAL, param_write(POLL_MAX_PARAM, "lots"));
+	EXPECT_EQ(-EINVAL, param_write(POLL_MAX_PARAM, "-1"));
+	EXPECT_EQ(-ERANGE, param_write(POLL_MAX_PARAM, "4294967296"));
+	EXPECT_EQ(self->saved_poll_max, read_poll_max_param());
 
 	/* poll_max_us=0: frames in quick succession never open a window. */
 	ASSERT_EQ(0, write_poll_max_param(0));
