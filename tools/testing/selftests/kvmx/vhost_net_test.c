@@ -56,6 +56,7 @@
 
 #include "guest.h"
 #include "net.h"
+#include "sysfs.h"
 #include "util.h"
 #include "vhost.h"
 #include "vring.h"
@@ -85,36 +86,6 @@
 #define TX_WORKER_PARAM	"/sys/module/kvmx_vhost_net/parameters/tx_worker"
 #define POLL_MAX_PARAM	"/sys/module/kvmx_core/parameters/poll_max_us"
 
-/* A module parameter's value as text into @buf; false if unreadable. */
-static bool param_read(const char *path, char *buf, size_t cap)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, cap - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return n > 0;
-}
-
-/* Return: 0, or a negative errno. */
-static int param_write(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	size_t len = strlen(text);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, text, len);
-	if (n < 0)
-		n = -errno;
-	close(fd);
-	return n < 0 ? n : n == (ssize_t)len ? 0 : -EIO;
-}
-
 /* 1 or 0; -1 if unreadable. */
 static int read_tx_worker_param(void)
 {
@@ -133,17 +104,12 @@ static int write_tx_worker_param(bool on)
 /* Microseconds; -1 if unreadable. */
 static long read_poll_max_param(void)
 {
-	char text[32];
-
-	return param_read(POLL_MAX_PARAM, text, sizeof(text)) ? strtol(text, NULL, 10) : -1;
+	return param_read_long(POLL_MAX_PARAM);
 }
 
 static int write_poll_max_param(long us)
 {
-	char text[32];
-
-	snprintf(text, sizeof(text), "%ld", us);
-	return param_write(POLL_MAX_PARAM, text);
+	return param_write_long(POLL_MAX_PARAM, us);
 }
 
 FIXTURE(net) {
@@ -1628,37 +1594,6 @@ TEST_F_TIMEOUT(net, workers_one_per_pair_unless_asked, TEST_TIMEOUT_S)
 }
 
 /* ---- fdinfo counters (kvmx only) ---------------------------------------- */
-
-/* @key's value in /proc/self/fdinfo/@fd into @out; "" when absent. */
-static void fdinfo_text(int fd, const char *key, char *out, size_t cap)
-{
-	char path[64], line[256];
-	size_t klen = strlen(key);
-	FILE *f;
-
-	out[0] = '\0';
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, klen) && line[klen] == ':') {
-			snprintf(out, cap, "%s", line + klen + 1 + strspn(line + klen + 1, " \t"));
-			out[strcspn(out, "\n")] = '\0';
-			break;
-		}
-	}
-	fclose(f);
-}
-
-/* The same as a number; -1 when absent. */
-static long long fdinfo_value(int fd, const char *key)
-{
-	char text[32];
-
-	fdinfo_text(fd, key, text, sizeof(text));
-	return text[0] ? strtoll(text, NULL, 10) : -1;
-}
 
 /* Poll until fdinfo's @key reaches @want: the worker counts after the call. */
 static long long fdinfo_wait(int fd, const char *key, long long want)
