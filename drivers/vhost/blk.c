@@ -28,6 +28,7 @@
 #include <linux/module.h>
 #include <linux/nospec.h>
 #include <linux/pagemap.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/virtio_blk.h>
@@ -103,6 +104,19 @@ struct blk_queue {
 
 	bool signal;				/* used entries not yet signalled */
 	/*
+	 * Signal coalescing while the worker polls (see blk_busy_poll()).
+	 * Times are local_clock(): when the held signal was first held (0:
+	 * none is), when the queue last saw a request or a completion, and
+	 * the longest quiet gap that still ended in one during this hold.
+	 */
+	struct kvmx_blk_hold hold;
+	u32 held_ns;				/* the hold in force */
+	bool held_probe;			/* it is a probe of a closed hold */
+	u64 held_since;
+	u64 active_at;
+	u64 caught_gap_ns;
+	u32 hold_ns_shown;			/* hold.hold_ns, for fdinfo */
+	/*
 	 * The handler is running and reaps before it returns, so a completion
 	 * need not queue it again (see blk_iocb_complete()).
 	 */
@@ -150,6 +164,7 @@ static void blk_complete(struct blk_queue *q, struct blk_req *req, u8 status,
 /* One call per batch of used entries, however they completed. */
 static void blk_signal(struct blk_queue *q)
 {
+	q->held_since = 0;
 	if (q->signal) {
 		q->signal = false;
 		kvmx_vq_signal(&q->vq);
@@ -607,26 +622,116 @@ static unsigned int blk_submit_batch(struct blk_queue *q, unsigned int budget,
 }
 
 /*
+ * Bounded, because the worker spins while it holds a signal, and a queue
+ * being torn down waits for that: at most four holds.
+ */
+#define BLK_HOLD_MAX_US_LIMIT	USEC_PER_SEC
+
+static unsigned int signal_hold_max_us = 128;
+
+static int blk_set_hold_max(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, 0, BLK_HOLD_MAX_US_LIMIT);
+}
+
+static const struct kernel_param_ops blk_hold_max_ops = {
+	.set = blk_set_hold_max,
+	.get = param_get_uint,
+};
+
+module_param_cb(signal_hold_max_us, &blk_hold_max_ops, &signal_hold_max_us, 0644);
+MODULE_PARM_DESC(signal_hold_max_us,
+		 "Longest a polling worker holds a guest's completion signal for the rest of its burst, in microseconds, 0 to 1000000; the hold adapts below it (default 128; 0: signal at once)");
+
+static u32 blk_hold_max_ns(void)
+{
+	return min_t(u64, READ_ONCE(signal_hold_max_us) * NSEC_PER_USEC, U32_MAX);
+}
+
+/* The queue saw a request or a completion at @now: during a hold, the burst goes on. */
+static void blk_hold_activity(struct blk_queue *q, u64 now)
+{
+	if (q->held_since && now > q->active_at)
+		q->caught_gap_ns = max(q->caught_gap_ns, now - q->active_at);
+	q->active_at = now;
+}
+
+/* Signal what is pending now, or start holding it while the guest may send more. */
+static void blk_hold_or_signal(struct blk_queue *q, u64 now)
+{
+	if (!q->signal || q->held_since)
+		return;
+	q->held_probe = !q->hold.hold_ns;
+	q->held_ns = kvmx_blk_hold_start(&q->hold, blk_hold_max_ns());
+	WRITE_ONCE(q->hold_ns_shown, q->hold.hold_ns);
+	if (!q->held_ns) {
+		blk_signal(q);
+		return;
+	}
+	q->held_since = now;
+	q->caught_gap_ns = 0;
+	q->active_at = max(q->active_at, now);
+}
+
+/*
+ * A held signal goes out once the queue has been quiet for the hold, or
+ * four holds after it was first held however busy the guest keeps it;
+ * either way the hold learns from what it caught.
+ */
+static void blk_hold_check(struct blk_queue *q, u64 now)
+{
+	if (!q->held_since)
+		return;
+	if (now < q->active_at + q->held_ns && now < q->held_since + 4ULL * q->held_ns)
+		return;
+	kvmx_blk_hold_end(&q->hold, q->held_probe, q->caught_gap_ns, blk_hold_max_ns());
+	WRITE_ONCE(q->hold_ns_shown, q->hold.hold_ns);
+	blk_signal(q);
+}
+
+/*
  * Before sleeping, watch the ring and the completions with kicks still off,
  * for as long as the core allows: the VMM's busyloop timeout, or the
  * adaptive window. At iodepth 1 this saves the two thread wakeups each
  * request otherwise costs (kick to worker, completion to worker); deeper,
  * it keeps the guest from exiting to kick, at the price of a spinning CPU.
+ *
+ * Deeper still, an interrupt per request the guest adds costs more than
+ * the I/O (each is an exit under KVM): completions are signalled once the
+ * guest's burst of submissions is over, the hold. The worker keeps
+ * polling while one is held, so it never sleeps on a signal it owes;
+ * anything that ends the round early signals on the way out.
  */
 static bool blk_busy_poll(struct blk_queue *q)
 {
 	struct kvmx_vq *vq = &q->vq;
 	u64 end = kvmx_vq_poll_deadline(vq);
 
-	while (kvmx_poll_on(end)) {
+	blk_hold_or_signal(q, local_clock());
+	while (q->held_since || kvmx_poll_on(end)) {
+		u64 now = local_clock();
+
 		if (!llist_empty(&q->done)) {
 			blk_reap(q);
-			blk_signal(q);
+			blk_hold_activity(q, now);
+			blk_hold_or_signal(q, now);
 			end = kvmx_vq_poll_deadline(vq);
 		}
+		blk_hold_check(q, now);
 		/* An unreadable ring reads as work: get_chain reports it. */
-		if (q->nfree && !kvmx_vq_avail_empty(vq))
+		if (q->nfree && !kvmx_vq_avail_empty(vq)) {
+			blk_hold_activity(q, now);
 			return true;
+		}
+		if (q->held_since) {
+			/* Other rings of a shared worker do not wait for a hold. */
+			if (kvmx_vq_has_work(vq)) {
+				blk_signal(q);
+				break;
+			}
+			/* A hold outlasts a preemption, which is no quiet guest. */
+			cond_resched();
+		}
 		cpu_relax();
 	}
 	return false;
@@ -655,9 +760,7 @@ static void blk_handle_kick(struct kvmx_vq *vq)
 		/* Out of requests: their completions requeue us. */
 		if (!ring_empty)
 			break;
-		/* Completions that came in during submission go out now. */
 		blk_reap(q);
-		blk_signal(q);
 		if (blk_busy_poll(q))
 			continue;
 		if (!kvmx_vq_enable_notify(vq)) {
@@ -942,10 +1045,31 @@ static int blk_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/*
+ * Per queue with a backend: what the worker's adaptive windows learnt.
+ * Read without the queue's mutex: a value a round stale is fine here.
+ */
+static void blk_show_fdinfo(struct seq_file *m, struct file *file)
+{
+	struct blk_dev *b = file->private_data;
+	unsigned int i;
+
+	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
+		const struct blk_queue *q = &b->queues[i];
+
+		if (!READ_ONCE(q->backend))
+			continue;
+		seq_printf(m, "q%u_requests:\t%llu\n", i, READ_ONCE(q->requests));
+		seq_printf(m, "q%u_poll_ns:\t%u\n", i, READ_ONCE(q->vq.poll_ns));
+		seq_printf(m, "q%u_hold_ns:\t%u\n", i, READ_ONCE(q->hold_ns_shown));
+	}
+}
+
 static const struct file_operations blk_fops = {
 	.owner = THIS_MODULE,
 	.open = blk_open,
 	.release = blk_release,
+	.show_fdinfo = blk_show_fdinfo,
 	.unlocked_ioctl = blk_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.llseek = noop_llseek,

@@ -6,6 +6,7 @@
  * cover the sector maths and every malformed request.
  */
 #include <linux/export.h>
+#include <linux/minmax.h>
 #include <linux/overflow.h>
 #include <linux/virtio_blk.h>
 
@@ -109,3 +110,77 @@ u8 kvmx_blk_check_range(const struct kvmx_blk_range *seg, bool write_zeroes,
 	return VIRTIO_BLK_S_OK;
 }
 EXPORT_SYMBOL_GPL(kvmx_blk_check_range);
+
+/**
+ * kvmx_blk_hold_start - used entries are ready: how long to hold their signal?
+ * @hold: the queue's hold state
+ * @max_ns: the longest hold allowed; below KVMX_BLK_HOLD_MIN_NS, none
+ *
+ * A held signal goes out once the queue has been quiet for the hold.
+ * Holding pays while the guest is still adding requests: one interrupt
+ * then covers its whole burst, where each costs the guest an exit. It
+ * costs a guest that waits for this very completion the whole hold, so a
+ * closed hold is only tried again now and then (a probe, for @max_ns),
+ * less often each time a probe catches nothing.
+ *
+ * Return: the hold in nanoseconds; 0 to signal at once.
+ */
+u32 kvmx_blk_hold_start(struct kvmx_blk_hold *hold, u32 max_ns)
+{
+	if (max_ns < KVMX_BLK_HOLD_MIN_NS) {
+		hold->hold_ns = 0;
+		return 0;
+	}
+	hold->hold_ns = min(hold->hold_ns, max_ns);
+	if (hold->hold_ns)
+		return hold->hold_ns;
+	if (hold->probe_in > 1) {
+		hold->probe_in--;
+		return 0;
+	}
+	return max_ns;
+}
+EXPORT_SYMBOL_GPL(kvmx_blk_hold_start);
+
+/**
+ * kvmx_blk_hold_end - a hold ran out: learn from it
+ * @hold: the queue's hold state
+ * @probe: the hold was a probe (kvmx_blk_hold_start() returned @max_ns
+ *	while the hold was closed)
+ * @caught_gap_ns: the longest quiet gap after which the queue still saw a
+ *	request or a completion during the hold; 0 if it saw none
+ * @max_ns: the longest hold allowed
+ *
+ * A hold that caught some of a burst grows to twice the longest gap inside
+ * it, and does not shrink for a burst with shorter gaps: a hold too short
+ * for the next gap costs an interrupt, too long costs nothing while the
+ * guest keeps adding requests. One that caught nothing only delayed a
+ * guest that was waiting for us; yet a guest deep in I/O still has many
+ * such holds between those that catch (measured under nested KVM: 4 of 5
+ * catch nothing, and holding still halves its interrupts per request), so
+ * only KVMX_BLK_HOLD_MISSES of them in a row close the hold. A probe that
+ * caught nothing doubles the signals until the next one, up to
+ * KVMX_BLK_HOLD_PROBE_MAX.
+ */
+void kvmx_blk_hold_end(struct kvmx_blk_hold *hold, bool probe, u64 caught_gap_ns, u32 max_ns)
+{
+	if (max_ns < KVMX_BLK_HOLD_MIN_NS) {
+		hold->hold_ns = 0;
+	} else if (caught_gap_ns) {
+		u64 twice = 2 * min_t(u64, caught_gap_ns, max_ns);
+
+		hold->hold_ns = clamp_t(u64, max_t(u64, twice, hold->hold_ns),
+					KVMX_BLK_HOLD_MIN_NS, max_ns);
+		hold->probe_every = 1;
+		hold->misses = 0;
+	} else if (probe) {
+		hold->probe_every = clamp(2 * hold->probe_every, 2, KVMX_BLK_HOLD_PROBE_MAX);
+	} else if (++hold->misses >= KVMX_BLK_HOLD_MISSES) {
+		hold->hold_ns = 0;
+		hold->misses = 0;
+		hold->probe_every = 2;
+	}
+	if (!hold->hold_ns)
+		hold->probe_in = hold->probe_every;
+}
+EXPORT_SYMBOL_GPL(kvmx_blk_hold_end);
