@@ -48,6 +48,7 @@
 
 #include "blk.h"
 #include "guest.h"
+#include "sysfs.h"
 #include "util.h"
 #include "vhost.h"
 #include "vring.h"
@@ -59,6 +60,8 @@
 #define SECTOR		BLK_SECTOR_SIZE
 /* How long "nothing happens" is watched for. */
 #define QUIET_MS	300
+
+#define HOLD_PARAM	"/sys/module/kvmx_vhost_blk/parameters/signal_hold_max_us"
 
 #define F(bit)		(1ULL << (bit))
 /* What a virtio-blk driver acks: modern rings plus the blk features. */
@@ -73,6 +76,7 @@ FIXTURE(blk) {
 	struct blk_backend disk;	/* a tmpfs file; tests attach it */
 	uint8_t *shadow;		/* what the backend under test must hold */
 	uint64_t rng;
+	long saved_hold_max;		/* HOLD_PARAM to restore; -1: untouched */
 };
 
 static uint64_t name_seed(const char *name)
@@ -107,6 +111,7 @@ FIXTURE_SETUP(blk)
 	int ret;
 
 	self->disk.fd = self->disk.check_fd = self->disk.backing_fd = -1;
+	self->saved_hold_max = -1;
 	ret = blk_guest_open(&self->g, NVQS, RING_NUM, F_DRIVER);
 	if (skip_open_error(_metadata, ret))
 		return;
@@ -126,6 +131,8 @@ FIXTURE_TEARDOWN(blk)
 	blk_guest_close(&self->g);
 	blk_backend_destroy(&self->disk);
 	free(self->shadow);
+	if (self->saved_hold_max >= 0)
+		param_write_long(HOLD_PARAM, self->saved_hold_max);
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -2519,6 +2526,199 @@ TEST_F(blk, module_cannot_be_removed_while_a_device_is_open)
 	/* Still usable. */
 	attach(_metadata, self, 0, self->disk.fd);
 	round_trip(_metadata, self, &self->disk, 0, 0, 4096, &buffered_layouts[0]);
+}
+
+/* ---- signal holding ---------------------------------------------------- */
+
+/*
+ * The worker holds a completion's call while the guest may still be adding
+ * requests (signal_hold_max_us): these tests stretch the hold to hundreds
+ * of milliseconds so that what is held, and for how long, can be told
+ * apart from scheduling noise.
+ */
+#define HOLD_TEST_US	300000
+#define HOLD_TEST_MS	(HOLD_TEST_US / 1000)
+/* Holds in a row that catch nothing close an open one (KVMX_BLK_HOLD_MISSES). */
+#define HOLD_MISSES	32U
+
+static void set_hold_max(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self, long us)
+{
+	if (self->saved_hold_max < 0) {
+		self->saved_hold_max = param_read_long(HOLD_PARAM);
+		ASSERT_LE(0, self->saved_hold_max) TH_LOG("expected a readable %s", HOLD_PARAM);
+	}
+	ASSERT_EQ(0, param_write_long(HOLD_PARAM, us)) TH_LOG("writing %ld to %s", us, HOLD_PARAM);
+}
+
+/* Calls on @vq since the last look: the eventfd's count, 0 if none. */
+static uint64_t calls_taken(FIXTURE_DATA(blk) *self, unsigned int vq)
+{
+	uint64_t n;
+
+	return read(self->g.dev.vq[vq].call, &n, sizeof(n)) == sizeof(n) ? n : 0;
+}
+
+/* Wait up to @timeout_ms for calls on @vq; their count, 0 if none came. */
+static uint64_t calls_wait(FIXTURE_DATA(blk) *self, unsigned int vq, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = self->g.dev.vq[vq].call, .events = POLLIN };
+
+	if (poll(&pfd, 1, timeout_ms) != 1)
+		return 0;
+	return calls_taken(self, vq);
+}
+
+/*
+ * Queue a 4 KiB read of @sector on vq 0, kicking only if the device asks
+ * for it as a driver does (a kick is other work for the worker, which
+ * ends a hold); wait for its used entry.
+ */
+static void read_until_used(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
+			    struct blk_req *r, uint64_t sector)
+{
+	struct vring_drv *vr = &self->g.vq[0];
+	uint16_t used = vring_used_idx(vr);
+	uint16_t published = vr->published;
+
+	req_simple(_metadata, self, r, VIRTIO_BLK_T_IN, sector, NULL, 0, 4096 + 1);
+	ASSERT_EQ(0, blk_req_add(vr, r, false));
+	vring_publish(vr);
+	if (vring_kick_needed(vr, published, false)) {
+		ASSERT_EQ(0, vhost_kick(&self->g.dev, 0));
+	}
+	ASSERT_EQ(0, vring_wait_used_idx(vr, used + 1, BLK_TIMEOUT_MS))
+		TH_LOG("expected the read of sector %llu to complete", (unsigned long long)sector);
+}
+
+/* Reap @n used entries of vq 0 for @reqs, in order; each read the disk right. */
+static void reap_reads(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
+		       struct blk_req *reqs, unsigned int n)
+{
+	uint8_t got[4096];
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		struct vring_used_elem e;
+
+		ASSERT_EQ(1, vring_reap(&self->g.vq[0], &e));
+		EXPECT_EQ(reqs[i].head, (int)e.id);
+		EXPECT_EQ(VIRTIO_BLK_S_OK, blk_req_status(&self->g.mem, &reqs[i]));
+		ASSERT_EQ(0, blk_req_read_in(&self->g.mem, &reqs[i], got));
+		expect_same(_metadata, got, self->shadow + reqs[i].sector * SECTOR, sizeof(got),
+			    "a read whose call was held", reqs[i].sector * SECTOR);
+		blk_req_free(&reqs[i]);
+	}
+}
+
+/*
+ * A fresh queue tries a hold at its first completion: requests that keep
+ * coming while it is held share its one call, which goes once the queue
+ * has been quiet for the hold; the hold learnt from the burst stays open.
+ */
+static void burst_shares_one_call(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self)
+{
+	struct blk_req r[3];
+	int64_t last_used;
+	uint64_t calls;
+	unsigned int i;
+
+	calls_taken(self, 0);
+	for (i = 0; i < 3; i++) {
+		if (i)
+			usleep(30 * 1000);
+		read_until_used(_metadata, self, &r[i], 8 * i);
+		last_used = now_ms();
+		EXPECT_EQ(0ULL, calls_taken(self, 0))
+			TH_LOG("request %u of the burst was signalled at once, not held", i);
+	}
+	calls = calls_wait(self, 0, 4 * HOLD_TEST_MS + BLK_TIMEOUT_MS);
+	EXPECT_EQ(1ULL, calls) TH_LOG("expected one call for the three completions");
+	EXPECT_LE(last_used + HOLD_TEST_MS * 2 / 3, now_ms())
+		TH_LOG("the call came before the queue was quiet for the hold");
+	reap_reads(_metadata, self, r, 3);
+}
+
+TEST_F_TIMEOUT(blk, a_burst_of_requests_shares_one_held_call_and_none_is_lost, 60)
+{
+	int fd = self->g.dev.fd;
+	struct blk_req r;
+	long long hold;
+
+	set_hold_max(_metadata, self, HOLD_TEST_US);
+	attach(_metadata, self, 0, self->disk.fd);
+	EXPECT_EQ(0, fdinfo_value(fd, "q0_hold_ns"));
+	burst_shares_one_call(_metadata, self);
+	/* Twice the longest gap in the burst (30 ms and more), within the cap. */
+	hold = fdinfo_value(fd, "q0_hold_ns");
+	EXPECT_LE(2LL * 30 * 1000000, hold);
+	EXPECT_GE((long long)HOLD_TEST_US * 1000, hold);
+	/* Open, the next completion is held too, and still gets its call. */
+	read_until_used(_metadata, self, &r, 64);
+	EXPECT_EQ(0ULL, calls_taken(self, 0)) TH_LOG("the open hold signalled at once");
+	EXPECT_EQ(1ULL, calls_wait(self, 0, 4 * HOLD_TEST_MS + BLK_TIMEOUT_MS));
+	reap_reads(_metadata, self, &r, 1);
+}
+
+TEST_F_TIMEOUT(blk, a_guest_that_waits_for_each_completion_closes_the_hold, 120)
+{
+	int fd = self->g.dev.fd;
+	unsigned int i, closed_after = 0;
+	struct blk_req r;
+
+	set_hold_max(_metadata, self, HOLD_TEST_US);
+	attach(_metadata, self, 0, self->disk.fd);
+	burst_shares_one_call(_metadata, self);
+	ASSERT_LT(0, fdinfo_value(fd, "q0_hold_ns"));
+	/* One request at a time: no hold catches anything. */
+	for (i = 1; i <= 2 * HOLD_MISSES && !closed_after; i++) {
+		read_until_used(_metadata, self, &r, i % 64 * 8);
+		ASSERT_EQ(1ULL, calls_wait(self, 0, 4 * HOLD_TEST_MS + BLK_TIMEOUT_MS))
+			TH_LOG("request %u of a waiting guest never got its call", i);
+		reap_reads(_metadata, self, &r, 1);
+		if (!fdinfo_value(fd, "q0_hold_ns"))
+			closed_after = i;
+	}
+	EXPECT_EQ(HOLD_MISSES, closed_after) TH_LOG("the hold closed after %u wasted holds",
+						    closed_after);
+	/* Closed: the next completion is signalled at once, not held. */
+	read_until_used(_metadata, self, &r, 128);
+	EXPECT_EQ(1ULL, calls_wait(self, 0, HOLD_TEST_MS / 2))
+		TH_LOG("a closed hold still held the call");
+	reap_reads(_metadata, self, &r, 1);
+}
+
+TEST_F(blk, signal_hold_max_us_0_signals_at_once_and_refuses_garbage)
+{
+	static const struct {
+		const char *text;
+		int err;
+	} bad[] = {
+		{ "lots", -EINVAL }, { "-1", -EINVAL },
+		/* Past the limit; past what a u32 holds. */
+		{ "1000001", -EINVAL }, { "4294967296", -ERANGE },
+	};
+	struct blk_req r;
+	unsigned int i;
+
+	set_hold_max(_metadata, self, 0);
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		EXPECT_EQ(bad[i].err, param_write(HOLD_PARAM, bad[i].text))
+			TH_LOG("signal_hold_max_us given '%s'", bad[i].text);
+	}
+	EXPECT_EQ(0, param_read_long(HOLD_PARAM));
+	attach(_metadata, self, 0, self->disk.fd);
+	calls_taken(self, 0);
+	/* With a hold, the very first completion would be held for the cap. */
+	for (i = 0; i < 4; i++) {
+		read_until_used(_metadata, self, &r, 8 * i);
+		EXPECT_EQ(1ULL, calls_wait(self, 0, HOLD_TEST_MS / 2))
+			TH_LOG("completion %u was held with signal_hold_max_us=0", i);
+		reap_reads(_metadata, self, &r, 1);
+	}
+	EXPECT_EQ(0, fdinfo_value(self->g.dev.fd, "q0_hold_ns"));
+	/* The limit itself is taken. */
+	EXPECT_EQ(0, param_write_long(HOLD_PARAM, 1000000));
+	EXPECT_EQ(1000000, param_read_long(HOLD_PARAM));
 }
 
 TEST_HARNESS_MAIN
