@@ -121,6 +121,11 @@ struct blk_queue {
 	 * need not queue it again (see blk_iocb_complete()).
 	 */
 	bool in_handler;
+	/*
+	 * A detach, reset or close waits for vq->mutex, which a polling
+	 * handler holds: this ends its poll and any hold at once.
+	 */
+	bool quiescing;
 	u64 requests;
 	u64 ioerr;
 	u64 unsupp;
@@ -723,6 +728,8 @@ static bool blk_busy_poll(struct blk_queue *q)
 			blk_hold_activity(q, now);
 			return true;
 		}
+		if (READ_ONCE(q->quiescing))
+			break;
 		if (q->held_since) {
 			/* Other rings of a shared worker do not wait for a hold. */
 			if (kvmx_vq_has_work(vq)) {
@@ -816,8 +823,10 @@ static int blk_queue_prepare(struct blk_queue *q, struct file *file)
  */
 static void blk_queue_quiesce(struct blk_queue *q)
 {
+	WRITE_ONCE(q->quiescing, true);
 	mutex_lock(&q->vq.mutex);
 	kvmx_vq_stop(&q->vq);
+	WRITE_ONCE(q->quiescing, false);
 	mutex_unlock(&q->vq.mutex);
 	wait_event(q->idle, !atomic_read(&q->inflight));
 }

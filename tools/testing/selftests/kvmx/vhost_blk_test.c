@@ -2687,6 +2687,31 @@ TEST_F_TIMEOUT(blk, a_guest_that_waits_for_each_completion_closes_the_hold, 120)
 	reap_reads(_metadata, self, &r, 1);
 }
 
+/*
+ * Detaching a queue (as closing or resetting the device does) waits for its
+ * handler, which may be holding a call: it must not wait out the hold,
+ * and the call goes out on the way.
+ */
+TEST_F_TIMEOUT(blk, detaching_during_a_hold_ends_it_at_once_and_delivers_the_call, 60)
+{
+	struct blk_req r;
+	int64_t t0, took;
+
+	/* The longest cap there is: a hold that is waited out takes 1 s. */
+	set_hold_max(_metadata, self, 1000000);
+	attach(_metadata, self, 0, self->disk.fd);
+	calls_taken(self, 0);
+	read_until_used(_metadata, self, &r, 0);
+	ASSERT_EQ(0ULL, calls_taken(self, 0)) TH_LOG("expected the first completion to be held");
+	t0 = now_ms();
+	attach(_metadata, self, 0, -1);
+	took = now_ms() - t0;
+	EXPECT_GT(500, took) TH_LOG("the detach took %lld ms: it waited out the hold",
+				    (long long)took);
+	EXPECT_EQ(1ULL, calls_taken(self, 0)) TH_LOG("the held call was lost in the detach");
+	reap_reads(_metadata, self, &r, 1);
+}
+
 TEST_F(blk, signal_hold_max_us_0_signals_at_once_and_refuses_garbage)
 {
 	static const struct {
