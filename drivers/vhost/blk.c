@@ -646,7 +646,7 @@ static const struct kernel_param_ops blk_hold_max_ops = {
 
 module_param_cb(signal_hold_max_us, &blk_hold_max_ops, &signal_hold_max_us, 0644);
 MODULE_PARM_DESC(signal_hold_max_us,
-		 "Longest a polling worker holds a guest's completion signal for the rest of its burst, in microseconds, 0 to 1000000; the hold adapts below it (default 128; 0: signal at once)");
+		 "Cap on the adaptive hold (us, 0-1000000): how long a queue must stay quiet before the worker signals the completions it held, at most four holds in all (default 128; 0: signal at once)");
 
 static u32 blk_hold_max_ns(void)
 {
