@@ -2550,22 +2550,18 @@ static void set_hold_max(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *s
 	ASSERT_EQ(0, param_write_long(HOLD_PARAM, us)) TH_LOG("writing %ld to %s", us, HOLD_PARAM);
 }
 
-/* Calls on @vq since the last look: the eventfd's count, 0 if none. */
+/* Calls on @vq since the last look, 0 if none. */
 static uint64_t calls_taken(FIXTURE_DATA(blk) *self, unsigned int vq)
 {
-	uint64_t n;
-
-	return read(self->g.dev.vq[vq].call, &n, sizeof(n)) == sizeof(n) ? n : 0;
+	return eventfd_count(self->g.dev.vq[vq].call);
 }
 
 /* Wait up to @timeout_ms for calls on @vq; their count, 0 if none came. */
 static uint64_t calls_wait(FIXTURE_DATA(blk) *self, unsigned int vq, int timeout_ms)
 {
-	struct pollfd pfd = { .fd = self->g.dev.vq[vq].call, .events = POLLIN };
+	int64_t n = eventfd_wait_count(self->g.dev.vq[vq].call, timeout_ms);
 
-	if (poll(&pfd, 1, timeout_ms) != 1)
-		return 0;
-	return calls_taken(self, vq);
+	return n > 0 ? n : 0;
 }
 
 /*

@@ -253,22 +253,29 @@ int vhost_kick(const struct vhost_dev *dev, unsigned int idx)
 	return 0;
 }
 
-int eventfd_take(int fd)
+uint64_t eventfd_count(int fd)
 {
 	uint64_t count;
 
-	return read(fd, &count, sizeof(count)) == sizeof(count);
+	return read(fd, &count, sizeof(count)) == sizeof(count) ? count : 0;
 }
 
-int eventfd_wait(int fd, int timeout_ms)
+int eventfd_take(int fd)
+{
+	return eventfd_count(fd) != 0;
+}
+
+int64_t eventfd_wait_count(int fd, int timeout_ms)
 {
 	int64_t deadline = now_ms() + timeout_ms;
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	uint64_t count;
 	int ret, left;
 
 	for (;;) {
-		if (eventfd_take(fd))
-			return 1;
+		count = eventfd_count(fd);
+		if (count)
+			return count;
 		left = deadline - now_ms();
 		if (left < 0)
 			return 0;
@@ -276,6 +283,13 @@ int eventfd_wait(int fd, int timeout_ms)
 		if (ret < 0 && errno != EINTR)
 			return -errno;
 	}
+}
+
+int eventfd_wait(int fd, int timeout_ms)
+{
+	int64_t ret = eventfd_wait_count(fd, timeout_ms);
+
+	return ret > 0 ? 1 : ret;
 }
 
 static int wait_loud(int fd, const char *what, unsigned int idx, int timeout_ms)

@@ -84,6 +84,12 @@ int vhost_kick(const struct vhost_dev *dev, unsigned int idx);
 int eventfd_wait(int fd, int timeout_ms);
 /* Consume a pending signal without waiting: 1 if there was one, else 0. */
 int eventfd_take(int fd);
+/*
+ * The same two, counting: how many times the eventfd was signalled since
+ * its last read (0 if not, or on timeout; -errno on error).
+ */
+uint64_t eventfd_count(int fd);
+int64_t eventfd_wait_count(int fd, int timeout_ms);
 
 /* The same, on the call/err eventfd of @idx or the log eventfd, but loud. */
 int vhost_wait_call(const struct vhost_dev *dev, unsigned int idx, int timeout_ms);
