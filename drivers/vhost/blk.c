@@ -111,11 +111,9 @@ struct blk_queue {
 	 */
 	struct kvmx_blk_hold hold;
 	u32 held_ns;				/* the hold in force */
-	bool held_probe;			/* it is a probe of a closed hold */
 	u64 held_since;
 	u64 active_at;
 	u64 caught_gap_ns;
-	u32 hold_ns_shown;			/* hold.hold_ns, for fdinfo */
 	/*
 	 * The handler is running and reaps before it returns, so a completion
 	 * need not queue it again (see blk_iocb_complete()).
@@ -666,9 +664,7 @@ static void blk_hold_or_signal(struct blk_queue *q, u64 now)
 {
 	if (!q->signal || q->held_since)
 		return;
-	q->held_probe = !q->hold.hold_ns;
 	q->held_ns = kvmx_blk_hold_start(&q->hold, blk_hold_max_ns());
-	WRITE_ONCE(q->hold_ns_shown, q->hold.hold_ns);
 	if (!q->held_ns) {
 		blk_signal(q);
 		return;
@@ -689,8 +685,7 @@ static void blk_hold_check(struct blk_queue *q, u64 now)
 		return;
 	if (now < q->active_at + q->held_ns && now < q->held_since + 4ULL * q->held_ns)
 		return;
-	kvmx_blk_hold_end(&q->hold, q->held_probe, q->caught_gap_ns, blk_hold_max_ns());
-	WRITE_ONCE(q->hold_ns_shown, q->hold.hold_ns);
+	kvmx_blk_hold_end(&q->hold, q->caught_gap_ns, blk_hold_max_ns());
 	blk_signal(q);
 }
 
@@ -1070,7 +1065,7 @@ static void blk_show_fdinfo(struct seq_file *m, struct file *file)
 			continue;
 		seq_printf(m, "q%u_requests:\t%llu\n", i, READ_ONCE(q->requests));
 		seq_printf(m, "q%u_poll_ns:\t%u\n", i, READ_ONCE(q->vq.poll_ns));
-		seq_printf(m, "q%u_hold_ns:\t%u\n", i, READ_ONCE(q->hold_ns_shown));
+		seq_printf(m, "q%u_hold_ns:\t%u\n", i, READ_ONCE(q->hold.hold_ns));
 	}
 }
 

@@ -653,11 +653,10 @@ static void range_test_huge_backend_last_sector(struct kunit *test)
 /* Start a hold and end it having caught @gap (0: nothing); the hold it ran. */
 static u32 hold_round(struct kvmx_blk_hold *hold, u64 gap, u32 max_ns)
 {
-	bool probe = !hold->hold_ns;
 	u32 held = kvmx_blk_hold_start(hold, max_ns);
 
 	if (held)
-		kvmx_blk_hold_end(hold, probe, gap, max_ns);
+		kvmx_blk_hold_end(hold, gap, max_ns);
 	return held;
 }
 
@@ -762,7 +761,7 @@ static void hold_test_cap_lowered_or_off(struct kunit *test)
 	for (i = 0; i < 2 * KVMX_BLK_HOLD_PROBE_MAX; i++)
 		KUNIT_EXPECT_EQ(test, kvmx_blk_hold_start(&hold, 0), 0U);
 	KUNIT_EXPECT_EQ(test, kvmx_blk_hold_start(&hold, KVMX_BLK_HOLD_MIN_NS - 1), 0U);
-	kvmx_blk_hold_end(&hold, false, 10 * US, 0);
+	kvmx_blk_hold_end(&hold, 10 * US, 0);
 	KUNIT_EXPECT_EQ(test, hold.hold_ns, 0U);
 }
 

@@ -144,9 +144,8 @@ EXPORT_SYMBOL_GPL(kvmx_blk_hold_start);
 
 /**
  * kvmx_blk_hold_end - a hold ran out: learn from it
- * @hold: the queue's hold state
- * @probe: the hold was a probe (kvmx_blk_hold_start() returned @max_ns
- *	while the hold was closed)
+ * @hold: the queue's hold state; a hold that ran while it was closed
+ *	was a probe (kvmx_blk_hold_start() returned @max_ns)
  * @caught_gap_ns: the longest quiet gap after which the queue still saw a
  *	request or a completion during the hold; 0 if it saw none
  * @max_ns: the longest hold allowed
@@ -162,7 +161,7 @@ EXPORT_SYMBOL_GPL(kvmx_blk_hold_start);
  * caught nothing doubles the signals until the next one, up to
  * KVMX_BLK_HOLD_PROBE_MAX.
  */
-void kvmx_blk_hold_end(struct kvmx_blk_hold *hold, bool probe, u64 caught_gap_ns, u32 max_ns)
+void kvmx_blk_hold_end(struct kvmx_blk_hold *hold, u64 caught_gap_ns, u32 max_ns)
 {
 	if (max_ns < KVMX_BLK_HOLD_MIN_NS) {
 		hold->hold_ns = 0;
@@ -173,7 +172,8 @@ void kvmx_blk_hold_end(struct kvmx_blk_hold *hold, bool probe, u64 caught_gap_ns
 					KVMX_BLK_HOLD_MIN_NS, max_ns);
 		hold->probe_every = 1;
 		hold->misses = 0;
-	} else if (probe) {
+	} else if (!hold->hold_ns) {
+		/* A probe. */
 		hold->probe_every = clamp(2 * hold->probe_every, 2, KVMX_BLK_HOLD_PROBE_MAX);
 	} else if (++hold->misses >= KVMX_BLK_HOLD_MISSES) {
 		hold->hold_ns = 0;

@@ -65,7 +65,7 @@ struct kvmx_blk_hold {
 };
 
 u32 kvmx_blk_hold_start(struct kvmx_blk_hold *hold, u32 max_ns);
-void kvmx_blk_hold_end(struct kvmx_blk_hold *hold, bool probe, u64 caught_gap_ns, u32 max_ns);
+void kvmx_blk_hold_end(struct kvmx_blk_hold *hold, u64 caught_gap_ns, u32 max_ns);
 u8 kvmx_blk_check_range(const struct kvmx_blk_range *seg, bool write_zeroes,
 			const struct kvmx_blk_backend_info *backend,
 			u64 *offset, u64 *len);
