@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Module parameters and fdinfo lines, read and written as text. */
+/* Module parameters, fdinfo lines and worker threads, through their files. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,4 +81,39 @@ long long fdinfo_value(int fd, const char *key)
 
 	fdinfo_text(fd, key, text, sizeof(text));
 	return text[0] ? strtoll(text, NULL, 10) : -1;
+}
+
+int workers_set_fifo(pid_t owner, int cpu)
+{
+	struct sched_param prio = { .sched_priority = 1 };
+	char prefix[32], path[64], comm[32];
+	struct dirent *de;
+	int found = 0, err = 0;
+	cpu_set_t cpus;
+	DIR *proc;
+
+	CPU_ZERO(&cpus);
+	CPU_SET(cpu, &cpus);
+	snprintf(prefix, sizeof(prefix), "kvmx-%d.", (int)owner);
+	proc = opendir("/proc");
+	if (!proc)
+		return -errno;
+	while ((de = readdir(proc))) {
+		pid_t pid = strtol(de->d_name, NULL, 10);
+
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+		if (!param_read(path, comm, sizeof(comm)) ||
+		    strncmp(comm, prefix, strlen(prefix)))
+			continue;
+		if (sched_setaffinity(pid, sizeof(cpus), &cpus) ||
+		    sched_setscheduler(pid, SCHED_FIFO, &prio)) {
+			err = -errno;
+			break;
+		}
+		found++;
+	}
+	closedir(proc);
+	return err ? err : found;
 }

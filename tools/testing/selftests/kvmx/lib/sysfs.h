@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * What the kernel shows in text files: module parameters under
- * /sys/module and a device fd's /proc/self/fdinfo lines.
+ * /sys/module, a device fd's /proc/self/fdinfo lines, and the kvmx worker
+ * threads in /proc.
  */
 #ifndef KVMX_SELFTEST_SYSFS_H
 #define KVMX_SELFTEST_SYSFS_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* A module parameter's value as text into @buf; false if unreadable. */
 bool param_read(const char *path, char *buf, size_t cap);
@@ -21,5 +23,12 @@ int param_write_long(const char *path, long val);
 void fdinfo_text(int fd, const char *key, char *out, size_t cap);
 /* The same as a number; -1 when absent. */
 long long fdinfo_value(int fd, const char *key);
+
+/*
+ * Move every worker thread of the kvmx device @owner opened ("kvmx-@owner.N")
+ * to CPU @cpu at SCHED_FIFO priority 1, so that no ordinary task can cut
+ * its busy polls short. Return: how many workers, or a negative errno.
+ */
+int workers_set_fifo(pid_t owner, int cpu);
 
 #endif /* KVMX_SELFTEST_SYSFS_H */
