@@ -103,17 +103,8 @@ struct blk_queue {
 	wait_queue_head_t idle;
 
 	bool signal;				/* used entries not yet signalled */
-	/*
-	 * Signal coalescing while the worker polls (see blk_busy_poll()).
-	 * Times are local_clock(): when the held signal was first held (0:
-	 * none is), when the queue last saw a request or a completion, and
-	 * the longest quiet gap that still ended in one during this hold.
-	 */
-	struct kvmx_blk_hold hold;
-	u32 held_ns;				/* the hold in force */
-	u64 held_since;
-	u64 active_at;
-	u64 caught_gap_ns;
+	/* Signal coalescing while the worker polls (see blk_busy_poll()). */
+	struct kvmx_hold hold;
 	/*
 	 * The handler is running and reaps before it returns, so a completion
 	 * need not queue it again (see blk_iocb_complete()).
@@ -167,7 +158,7 @@ static void blk_complete(struct blk_queue *q, struct blk_req *req, u8 status,
 /* One call per batch of used entries, however they completed. */
 static void blk_signal(struct blk_queue *q)
 {
-	q->held_since = 0;
+	kvmx_hold_drop(&q->hold);
 	if (q->signal) {
 		q->signal = false;
 		kvmx_vq_signal(&q->vq);
@@ -651,42 +642,11 @@ static u32 blk_hold_max_ns(void)
 	return min_t(u64, READ_ONCE(signal_hold_max_us) * NSEC_PER_USEC, U32_MAX);
 }
 
-/* The queue saw a request or a completion at @now: during a hold, the burst goes on. */
-static void blk_hold_activity(struct blk_queue *q, u64 now)
-{
-	if (q->held_since && now > q->active_at)
-		q->caught_gap_ns = max(q->caught_gap_ns, now - q->active_at);
-	q->active_at = now;
-}
-
 /* Signal what is pending now, or start holding it while the guest may send more. */
 static void blk_hold_or_signal(struct blk_queue *q, u64 now)
 {
-	if (!q->signal || q->held_since)
-		return;
-	q->held_ns = kvmx_blk_hold_start(&q->hold, blk_hold_max_ns());
-	if (!q->held_ns) {
+	if (q->signal && !kvmx_hold_begin(&q->hold, now, blk_hold_max_ns()))
 		blk_signal(q);
-		return;
-	}
-	q->held_since = now;
-	q->caught_gap_ns = 0;
-	q->active_at = max(q->active_at, now);
-}
-
-/*
- * A held signal goes out once the queue has been quiet for the hold, or
- * four holds after it was first held however busy the guest keeps it;
- * either way the hold learns from what it caught.
- */
-static void blk_hold_check(struct blk_queue *q, u64 now)
-{
-	if (!q->held_since)
-		return;
-	if (now < q->active_at + q->held_ns && now < q->held_since + 4ULL * q->held_ns)
-		return;
-	kvmx_blk_hold_end(&q->hold, q->caught_gap_ns, blk_hold_max_ns());
-	blk_signal(q);
 }
 
 /*
@@ -708,24 +668,25 @@ static bool blk_busy_poll(struct blk_queue *q)
 	u64 end = kvmx_vq_poll_deadline(vq);
 
 	blk_hold_or_signal(q, local_clock());
-	while (q->held_since || kvmx_poll_on(end)) {
+	while (kvmx_hold_held(&q->hold) || kvmx_poll_on(end)) {
 		u64 now = local_clock();
 
 		if (!llist_empty(&q->done)) {
 			blk_reap(q);
-			blk_hold_activity(q, now);
+			kvmx_hold_activity(&q->hold, now);
 			blk_hold_or_signal(q, now);
 			end = kvmx_vq_poll_deadline(vq);
 		}
-		blk_hold_check(q, now);
+		if (kvmx_hold_ran_out(&q->hold, now, blk_hold_max_ns()))
+			blk_signal(q);
 		/* An unreadable ring reads as work: get_chain reports it. */
 		if (q->nfree && !kvmx_vq_avail_empty(vq)) {
-			blk_hold_activity(q, now);
+			kvmx_hold_activity(&q->hold, now);
 			return true;
 		}
 		if (READ_ONCE(q->quiescing))
 			break;
-		if (q->held_since) {
+		if (kvmx_hold_held(&q->hold)) {
 			/* Other rings of a shared worker do not wait for a hold. */
 			if (kvmx_vq_has_work(vq)) {
 				blk_signal(q);

@@ -253,6 +253,145 @@ u32 kvmx_poll_next_ns(u32 window_ns, u64 idle_ns, u32 max_ns)
 }
 EXPORT_SYMBOL_GPL(kvmx_poll_next_ns);
 
+/**
+ * kvmx_hold_start - used entries are ready: how long to hold their signal?
+ * @hold: the queue's hold state
+ * @max_ns: the longest hold allowed; below KVMX_HOLD_MIN_NS, none
+ *
+ * A held signal goes out once the queue has been quiet for the hold.
+ * Holding pays while the guest is still adding requests: one interrupt
+ * then covers its whole burst, where each costs the guest an exit. It
+ * costs a guest that waits for this very completion the whole hold, so a
+ * closed hold is only tried again now and then (a probe, for @max_ns),
+ * less often each time a probe catches nothing.
+ *
+ * Return: the hold in nanoseconds; 0 to signal at once.
+ */
+u32 kvmx_hold_start(struct kvmx_hold *hold, u32 max_ns)
+{
+	if (max_ns < KVMX_HOLD_MIN_NS) {
+		hold->hold_ns = 0;
+		return 0;
+	}
+	hold->hold_ns = min(hold->hold_ns, max_ns);
+	if (hold->hold_ns)
+		return hold->hold_ns;
+	if (hold->probe_in > 1) {
+		hold->probe_in--;
+		return 0;
+	}
+	return max_ns;
+}
+EXPORT_SYMBOL_GPL(kvmx_hold_start);
+
+/**
+ * kvmx_hold_end - a hold ran out: learn from it
+ * @hold: the queue's hold state; a hold that ran while it was closed
+ *	was a probe (kvmx_hold_start() returned @max_ns)
+ * @caught_gap_ns: the longest quiet gap after which the queue still saw a
+ *	request or a completion during the hold; 0 if it saw none
+ * @max_ns: the longest hold allowed
+ *
+ * A hold that caught some of a burst grows to twice the longest gap inside
+ * it, and does not shrink for a burst with shorter gaps: a hold too short
+ * for the next gap costs an interrupt, too long costs nothing while the
+ * guest keeps adding requests. One that caught nothing only delayed a
+ * guest that was waiting for us; yet a guest deep in I/O still has many
+ * such holds between those that catch (measured under nested KVM: 4 of 5
+ * catch nothing, and holding still halves its interrupts per request), so
+ * only KVMX_HOLD_MISSES of them in a row close the hold. A probe that
+ * caught nothing doubles the signals until the next one, up to
+ * KVMX_HOLD_PROBE_MAX.
+ */
+void kvmx_hold_end(struct kvmx_hold *hold, u64 caught_gap_ns, u32 max_ns)
+{
+	if (max_ns < KVMX_HOLD_MIN_NS) {
+		hold->hold_ns = 0;
+	} else if (caught_gap_ns) {
+		u64 twice = 2 * min_t(u64, caught_gap_ns, max_ns);
+
+		hold->hold_ns = clamp_t(u64, max_t(u64, twice, hold->hold_ns),
+					KVMX_HOLD_MIN_NS, max_ns);
+		hold->probe_every = 1;
+		hold->misses = 0;
+	} else if (!hold->hold_ns) {
+		/* A probe. */
+		hold->probe_every = clamp(2 * hold->probe_every, 2, KVMX_HOLD_PROBE_MAX);
+	} else if (++hold->misses >= KVMX_HOLD_MISSES) {
+		hold->hold_ns = 0;
+		hold->misses = 0;
+		hold->probe_every = 2;
+	}
+	if (!hold->hold_ns)
+		hold->probe_in = hold->probe_every;
+}
+EXPORT_SYMBOL_GPL(kvmx_hold_end);
+
+/**
+ * kvmx_hold_activity - the ring saw work (a chain, a completion) at @now
+ * @hold: the ring's hold
+ * @now: local_clock()
+ *
+ * During a hold, the burst goes on: the gap since the last work is one
+ * the hold caught.
+ */
+void kvmx_hold_activity(struct kvmx_hold *hold, u64 now)
+{
+	if (hold->held_since && now > hold->active_at)
+		hold->caught_gap_ns = max(hold->caught_gap_ns, now - hold->active_at);
+	hold->active_at = now;
+}
+EXPORT_SYMBOL_GPL(kvmx_hold_activity);
+
+/**
+ * kvmx_hold_begin - a call is owed: hold it, or send it now?
+ * @hold: the ring's hold
+ * @now: local_clock()
+ * @max_ns: the longest hold allowed
+ *
+ * Return: true if the call is held (already, or from now on): the caller
+ * keeps polling and sends it when kvmx_hold_ran_out() says so, or when it
+ * stops polling; false to send it now.
+ */
+bool kvmx_hold_begin(struct kvmx_hold *hold, u64 now, u32 max_ns)
+{
+	if (hold->held_since)
+		return true;
+	hold->held_ns = kvmx_hold_start(hold, max_ns);
+	if (!hold->held_ns)
+		return false;
+	hold->held_since = now;
+	hold->caught_gap_ns = 0;
+	hold->active_at = max(hold->active_at, now);
+	return true;
+}
+EXPORT_SYMBOL_GPL(kvmx_hold_begin);
+
+/**
+ * kvmx_hold_ran_out - is the held call due at @now?
+ * @hold: the ring's hold
+ * @now: local_clock()
+ * @max_ns: the longest hold allowed
+ *
+ * A held call goes out once the ring has been quiet for the hold, or four
+ * holds after it was first held however busy the guest keeps it; either
+ * way the hold learns from what it caught, and is over.
+ *
+ * Return: true if the caller must send the call now.
+ */
+bool kvmx_hold_ran_out(struct kvmx_hold *hold, u64 now, u32 max_ns)
+{
+	if (!hold->held_since)
+		return false;
+	if (now < hold->active_at + hold->held_ns &&
+	    now < hold->held_since + 4ULL * hold->held_ns)
+		return false;
+	kvmx_hold_end(hold, hold->caught_gap_ns, max_ns);
+	hold->held_since = 0;
+	return true;
+}
+EXPORT_SYMBOL_GPL(kvmx_hold_ran_out);
+
 static u32 kvmx_poll_max_ns(void)
 {
 	return min_t(u64, READ_ONCE(poll_max_us) * NSEC_PER_USEC, U32_MAX);

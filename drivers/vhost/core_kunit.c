@@ -2,7 +2,9 @@
 /*
  * KUnit suites for the pure logic of the kvmx virtqueue core: the guest
  * memory table, the descriptor chain walk, EVENT_IDX and the dirty-log
- * page maths.
+ * page maths, the adaptive poll window, and the call hold
+ * (kvmx_hold_start() / kvmx_hold_end(): how long a polling worker holds
+ * the guest's call for the rest of its burst).
  *
  * The chain walk reads descriptors through struct kvmx_mem_ops; here that
  * is a fake whose "userspace address" is an offset into one kernel buffer,
@@ -1455,7 +1457,143 @@ static struct kunit_suite poll_suite = {
 	.test_cases = poll_cases,
 };
 
-kunit_test_suites(&memtable_suite, &chain_suite, &notify_suite, &poll_suite);
+/* ---- kvmx_hold_start/end(): the call hold's adaptation ----------------- */
+
+#define US	1000U
+#define HOLD_MAX	(64 * US)
+
+/* Start a hold and end it having caught @gap (0: nothing); the hold it ran. */
+static u32 hold_round(struct kvmx_hold *hold, u64 gap, u32 max_ns)
+{
+	u32 held = kvmx_hold_start(hold, max_ns);
+
+	if (held)
+		kvmx_hold_end(hold, gap, max_ns);
+	return held;
+}
+
+/* A new queue probes at its first signal; a probe holds for the cap. */
+static void hold_test_first_signal_probes(struct kunit *test)
+{
+	struct kvmx_hold hold = {};
+
+	KUNIT_EXPECT_EQ(test, kvmx_hold_start(&hold, HOLD_MAX), HOLD_MAX);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, 0U);
+}
+
+/* A probe that caught a request 10 us in opens to twice that. */
+static void hold_test_caught_probe_opens_to_twice_the_gap(struct kunit *test)
+{
+	struct kvmx_hold hold = {};
+
+	KUNIT_EXPECT_EQ(test, hold_round(&hold, 10 * US, HOLD_MAX), HOLD_MAX);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, 20 * US);
+	KUNIT_EXPECT_EQ(test, kvmx_hold_start(&hold, HOLD_MAX), 20 * US);
+}
+
+/* Probes that catch nothing come ever rarer, down to one in PROBE_MAX. */
+static void hold_test_wasted_probes_back_off(struct kunit *test)
+{
+	struct kvmx_hold hold = {};
+	unsigned int signals, probes = 0, gap = 0, last = 0;
+
+	for (signals = 1; signals <= 4 * KVMX_HOLD_PROBE_MAX; signals++) {
+		if (!hold_round(&hold, 0, HOLD_MAX))
+			continue;
+		probes++;
+		if (last)
+			gap = signals - last;
+		last = signals;
+		KUNIT_EXPECT_EQ(test, hold.hold_ns, 0U);
+	}
+	/* Signals 1, 3, 7, 15, ..., 255, then every 256th: 8 + 3 probes. */
+	KUNIT_EXPECT_EQ(test, probes, 11U);
+	KUNIT_EXPECT_EQ(test, gap, KVMX_HOLD_PROBE_MAX);
+}
+
+/* Open, it grows to twice a burst's longest gap, and shorter gaps keep it. */
+static void hold_test_grows_with_the_gap(struct kunit *test)
+{
+	struct kvmx_hold hold = { .hold_ns = 10 * US };
+
+	hold_round(&hold, 25 * US, HOLD_MAX);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, 50 * US);
+	hold_round(&hold, 1 * US, HOLD_MAX);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, 50 * US);
+	/* Wasted holds short of closing it change nothing either. */
+	hold_round(&hold, 0, HOLD_MAX);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, 50 * US);
+	hold_round(&hold, 30 * US, HOLD_MAX);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, 60 * US);
+}
+
+/* Never past the cap, never under the floor, however long or short the gap. */
+static void hold_test_cap_and_floor(struct kunit *test)
+{
+	struct kvmx_hold hold = {};
+
+	hold_round(&hold, 40 * US, HOLD_MAX);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, HOLD_MAX);
+	hold_round(&hold, U64_MAX, HOLD_MAX);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, HOLD_MAX);
+	hold = (struct kvmx_hold){ .hold_ns = KVMX_HOLD_MIN_NS };
+	hold_round(&hold, 1, HOLD_MAX);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, KVMX_HOLD_MIN_NS);
+	/* The largest cap there is: twice a huge gap must not wrap. */
+	hold = (struct kvmx_hold){};
+	hold_round(&hold, U64_MAX / 2 + 1, U32_MAX);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, U32_MAX);
+}
+
+/* MISSES holds in a row that catch nothing close it; a probe follows two signals on. */
+static void hold_test_wasted_holds_close(struct kunit *test)
+{
+	struct kvmx_hold hold = { .hold_ns = 20 * US };
+	unsigned int i;
+
+	for (i = 0; i < KVMX_HOLD_MISSES - 1; i++)
+		KUNIT_EXPECT_EQ(test, hold_round(&hold, 0, HOLD_MAX), 20 * US);
+	/* One catch starts the count again. */
+	KUNIT_EXPECT_EQ(test, hold_round(&hold, 10 * US, HOLD_MAX), 20 * US);
+	for (i = 0; i < KVMX_HOLD_MISSES; i++)
+		KUNIT_EXPECT_EQ(test, hold_round(&hold, 0, HOLD_MAX), 20 * US);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, 0U);
+	KUNIT_EXPECT_EQ(test, kvmx_hold_start(&hold, HOLD_MAX), 0U);
+	KUNIT_EXPECT_EQ(test, kvmx_hold_start(&hold, HOLD_MAX), HOLD_MAX);
+}
+
+/* A lowered cap clips a learnt hold; one below the floor turns holding off. */
+static void hold_test_cap_lowered_or_off(struct kunit *test)
+{
+	struct kvmx_hold hold = { .hold_ns = HOLD_MAX };
+	unsigned int i;
+
+	KUNIT_EXPECT_EQ(test, kvmx_hold_start(&hold, 16 * US), 16 * US);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, 16 * US);
+	for (i = 0; i < 2 * KVMX_HOLD_PROBE_MAX; i++)
+		KUNIT_EXPECT_EQ(test, kvmx_hold_start(&hold, 0), 0U);
+	KUNIT_EXPECT_EQ(test, kvmx_hold_start(&hold, KVMX_HOLD_MIN_NS - 1), 0U);
+	kvmx_hold_end(&hold, 10 * US, 0);
+	KUNIT_EXPECT_EQ(test, hold.hold_ns, 0U);
+}
+
+static struct kunit_case kvmx_hold_cases[] = {
+	KUNIT_CASE(hold_test_first_signal_probes),
+	KUNIT_CASE(hold_test_caught_probe_opens_to_twice_the_gap),
+	KUNIT_CASE(hold_test_wasted_probes_back_off),
+	KUNIT_CASE(hold_test_grows_with_the_gap),
+	KUNIT_CASE(hold_test_cap_and_floor),
+	KUNIT_CASE(hold_test_wasted_holds_close),
+	KUNIT_CASE(hold_test_cap_lowered_or_off),
+	{}
+};
+
+static struct kunit_suite kvmx_hold_suite = {
+	.name = "kvmx_core_hold",
+	.test_cases = kvmx_hold_cases,
+};
+
+kunit_test_suites(&memtable_suite, &chain_suite, &notify_suite, &poll_suite, &kvmx_hold_suite);
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("KUnit tests for the kvmx virtqueue core");

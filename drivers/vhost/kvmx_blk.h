@@ -46,26 +46,6 @@ struct kvmx_blk_op {
 u8 kvmx_blk_classify(const struct kvmx_blk_hdr *hdr, u32 out_len, u32 in_len,
 		     const struct kvmx_blk_backend_info *backend,
 		     struct kvmx_blk_op *req);
-/* The smallest hold worth having: below it, signal at once. */
-#define KVMX_BLK_HOLD_MIN_NS	2000
-/* A closed hold is tried again at least once in this many signals. */
-#define KVMX_BLK_HOLD_PROBE_MAX	256
-/* An open hold closes after this many in a row caught nothing. */
-#define KVMX_BLK_HOLD_MISSES	32
-
-/*
- * How long a polling worker holds the guest's signal for the rest of its
- * burst of requests (see kvmx_blk_hold_start()).
- */
-struct kvmx_blk_hold {
-	u32 hold_ns;		/* learnt; 0: closed, signal at once */
-	u16 probe_every;	/* closed: signals from one probe to the next */
-	u16 probe_in;		/* closed: signals until the next probe */
-	u16 misses;		/* open: holds in a row that caught nothing */
-};
-
-u32 kvmx_blk_hold_start(struct kvmx_blk_hold *hold, u32 max_ns);
-void kvmx_blk_hold_end(struct kvmx_blk_hold *hold, u64 caught_gap_ns, u32 max_ns);
 u8 kvmx_blk_check_range(const struct kvmx_blk_range *seg, bool write_zeroes,
 			const struct kvmx_blk_backend_info *backend,
 			u64 *offset, u64 *len);

@@ -252,6 +252,49 @@ static inline bool kvmx_poll_on(u64 deadline)
 	return !need_resched() && local_clock() < deadline;
 }
 
+/* The smallest hold worth having: below it, signal at once. */
+#define KVMX_HOLD_MIN_NS	2000
+/* A closed hold is tried again at least once in this many signals. */
+#define KVMX_HOLD_PROBE_MAX	256
+/* An open hold closes after this many in a row caught nothing. */
+#define KVMX_HOLD_MISSES	32
+
+/*
+ * A polling worker's hold on the guest's call for the rest of its burst
+ * (see kvmx_hold_start()): what it learnt, and the hold in force. Times
+ * are local_clock(): when the held call was first held (0: none is), when
+ * the ring last saw work, and the longest quiet gap that still ended in
+ * work during this hold. Under the ring's mutex.
+ */
+struct kvmx_hold {
+	u32 hold_ns;		/* learnt; 0: closed, signal at once */
+	u16 probe_every;	/* closed: signals from one probe to the next */
+	u16 probe_in;		/* closed: signals until the next probe */
+	u16 misses;		/* open: holds in a row that caught nothing */
+	u32 held_ns;		/* the hold in force */
+	u64 held_since;
+	u64 active_at;
+	u64 caught_gap_ns;
+};
+
+u32 kvmx_hold_start(struct kvmx_hold *hold, u32 max_ns);
+void kvmx_hold_end(struct kvmx_hold *hold, u64 caught_gap_ns, u32 max_ns);
+void kvmx_hold_activity(struct kvmx_hold *hold, u64 now);
+bool kvmx_hold_begin(struct kvmx_hold *hold, u64 now, u32 max_ns);
+bool kvmx_hold_ran_out(struct kvmx_hold *hold, u64 now, u32 max_ns);
+
+/* Is a call held now? */
+static inline bool kvmx_hold_held(const struct kvmx_hold *hold)
+{
+	return hold->held_since;
+}
+
+/* The held call went out some other way; the hold learns nothing. */
+static inline void kvmx_hold_drop(struct kvmx_hold *hold)
+{
+	hold->held_since = 0;
+}
+
 void kvmx_vq_signal(struct kvmx_vq *vq);
 bool kvmx_vq_enable_notify(struct kvmx_vq *vq);
 void kvmx_vq_disable_notify(struct kvmx_vq *vq);
