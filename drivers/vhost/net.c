@@ -101,6 +101,13 @@ struct net_queue {
 	/* Used entries not yet published: one signal per batch. */
 	struct vring_used_elem *heads;
 	unsigned int nheads;
+	bool call_owed;			/* published, the guest not yet called */
+	struct kvmx_hold hold;		/* TX: the call held while we poll */
+	/*
+	 * A backend swap, reset or close waits for vq.mutex, which a polling
+	 * handler keeps: this ends its poll and any hold at once.
+	 */
+	bool quiescing;
 
 	/* RX: packets taken from rx_ring, [rxq_head, rxq_tail) not received. */
 	void **rxq;
@@ -203,14 +210,34 @@ static void net_add_head(struct net_queue *q, u16 head, u32 len)
 	kvmx_used_elem(&q->heads[q->nheads++], head, len);
 }
 
-/* Publish the pending used entries and notify the guest once for all. */
-static void net_flush_used(struct net_queue *q)
+/* Call the guest for what was published, held or not. */
+static void net_call(struct net_queue *q)
+{
+	kvmx_hold_drop(&q->hold);
+	if (q->call_owed) {
+		q->call_owed = false;
+		kvmx_vq_signal(&q->vq);
+	}
+}
+
+/*
+ * Publish the pending used entries; net_flush_used() also calls the guest
+ * once for all, unless the TX poll holds the call (see net_tx_poll()).
+ */
+static void net_publish_used(struct net_queue *q)
 {
 	if (!q->nheads)
 		return;
 	if (!kvmx_vq_add_used_n(&q->vq, q->heads, q->nheads))
-		kvmx_vq_signal(&q->vq);
+		q->call_owed = true;
 	q->nheads = 0;
+}
+
+static void net_flush_used(struct net_queue *q)
+{
+	net_publish_used(q);
+	if (!kvmx_hold_held(&q->hold))
+		net_call(q);
 }
 
 /*
@@ -241,7 +268,7 @@ static bool net_busy_poll(struct net_queue *q, bool (*ready)(struct net_queue *q
 	u64 end = kvmx_vq_poll_deadline(&q->vq);
 
 	while (kvmx_poll_on(end)) {
-		if (kvmx_vq_has_work(&q->vq))
+		if (kvmx_vq_has_work(&q->vq) || READ_ONCE(q->quiescing))
 			return false;
 		if (ready(q))
 			return true;
@@ -298,6 +325,74 @@ static void net_tx_flush(struct net_queue *q)
 static bool net_tx_ready(struct net_queue *q)
 {
 	return !kvmx_vq_avail_empty(&q->vq);
+}
+
+/*
+ * Bounded, because the worker spins while it holds a call, and the VMM's
+ * ring ioctls wait for that: at most four holds.
+ */
+#define NET_HOLD_MAX_US_LIMIT	USEC_PER_SEC
+
+static unsigned int signal_hold_max_us = 128;
+
+static int net_set_hold_max(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, 0, NET_HOLD_MAX_US_LIMIT);
+}
+
+static const struct kernel_param_ops net_hold_max_ops = {
+	.set = net_set_hold_max,
+	.get = param_get_uint,
+};
+
+module_param_cb(signal_hold_max_us, &net_hold_max_ops, &signal_hold_max_us, 0644);
+MODULE_PARM_DESC(signal_hold_max_us,
+		 "Cap on the adaptive TX call hold (us, 0-1000000): how long the TX ring must stay quiet before the worker calls the guest for the frames it sent, at most four holds in all (default 128; 0: call at once)");
+
+static u32 net_hold_max_ns(void)
+{
+	return min_t(u64, READ_ONCE(signal_hold_max_us) * NSEC_PER_USEC, U32_MAX);
+}
+
+/*
+ * The TX ring ran dry with the frames sent and their used entries
+ * published: poll for more, as net_busy_poll(), and hold the guest's call
+ * while it is still sending. A guest that streams frames learns of the
+ * sent ones from its next call, whenever that comes; each call it takes
+ * costs it an exit, each kick too, so one call per burst is what it
+ * wants. How long to hold is the core's (kvmx_hold_start()), learnt from
+ * the gaps between the guest's frames. The call goes out when the hold
+ * runs out, when other work waits for the worker, or on the way out of
+ * the handler.
+ *
+ * Return: true if there are chains to take, with the call maybe still held.
+ */
+static bool net_tx_poll(struct net_queue *q)
+{
+	struct kvmx_vq *vq = &q->vq;
+	u64 end = kvmx_vq_poll_deadline(vq);
+	u32 max_ns = net_hold_max_ns();
+	u64 now = local_clock();
+
+	if (q->call_owed && !kvmx_hold_begin(&q->hold, now, max_ns))
+		net_call(q);
+	while (kvmx_hold_held(&q->hold) || kvmx_poll_on(end)) {
+		now = local_clock();
+		if (kvmx_hold_ran_out(&q->hold, now, max_ns))
+			net_call(q);
+		if (net_tx_ready(q)) {
+			kvmx_hold_activity(&q->hold, now);
+			return true;
+		}
+		if (kvmx_vq_has_work(vq) || READ_ONCE(q->quiescing))
+			break;
+		/* A hold outlasts a preemption, which is no quiet guest. */
+		if (kvmx_hold_held(&q->hold))
+			cond_resched();
+		cpu_relax();
+	}
+	net_call(q);
+	return false;
 }
 
 /*
@@ -446,8 +541,9 @@ static void net_handle_tx(struct kvmx_vq *vq)
 			break;
 		if (!r) {
 			/* Idle: what is batched goes out before we wait. */
-			net_tx_flush(q);
-			if (net_busy_poll(q, net_tx_ready))
+			net_tx_send_batch(q);
+			net_publish_used(q);
+			if (net_tx_poll(q))
 				continue;
 			if (net_rearm_or_go_on(vq, &pkts))
 				continue;
@@ -510,6 +606,8 @@ done:
 		}
 	}
 	net_tx_flush(q);
+	/* However the round ended, no call stays held past it. */
+	net_call(q);
 }
 
 /* ---- RX ---------------------------------------------------------------- */
@@ -838,6 +936,18 @@ static struct socket *net_queue_detach(struct net_queue *q)
 	return sock;
 }
 
+/*
+ * Take a ring's mutex to detach its backend. A polling handler keeps the
+ * mutex for its poll and any call it holds: the flag ends both at once,
+ * and the handler calls the guest on its way out.
+ */
+static void net_queue_lock_quiesced(struct net_queue *q)
+{
+	WRITE_ONCE(q->quiescing, true);
+	mutex_lock(&q->vq.mutex);
+	WRITE_ONCE(q->quiescing, false);
+}
+
 static long net_set_backend(struct net_dev *n, struct vhost_vring_file __user *argp)
 {
 	struct socket *sock = NULL, *old = NULL;
@@ -865,7 +975,7 @@ static long net_set_backend(struct net_dev *n, struct vhost_vring_file __user *a
 	if (r)
 		goto unlock_dev;
 
-	mutex_lock(&q->vq.mutex);
+	net_queue_lock_quiesced(q);
 	if (sock && sock == q->sock) {
 		/* Same backend: nothing changes but our extra reference. */
 		old = sock;
@@ -937,7 +1047,7 @@ static long net_detach_all(struct net_dev *n, struct socket **old)
 		old[i] = NULL;
 		if (r)
 			continue;
-		mutex_lock(&n->queues[i].vq.mutex);
+		net_queue_lock_quiesced(&n->queues[i]);
 		old[i] = net_queue_detach(&n->queues[i]);
 		mutex_unlock(&n->queues[i].vq.mutex);
 	}
@@ -1115,7 +1225,7 @@ static int net_release(struct inode *inode, struct file *file)
 	unsigned int i;
 
 	for (i = 0; i < NET_NVQS; i++) {
-		mutex_lock(&n->queues[i].vq.mutex);
+		net_queue_lock_quiesced(&n->queues[i]);
 		old[i] = net_queue_detach(&n->queues[i]);
 		mutex_unlock(&n->queues[i].vq.mutex);
 	}
@@ -1158,6 +1268,8 @@ static void net_show_fdinfo(struct seq_file *m, struct file *file)
 		seq_printf(m, "%s_dropped:\t%llu\n", names[i], READ_ONCE(q->dropped));
 		seq_printf(m, "%s_errors:\t%llu\n", names[i], READ_ONCE(q->errors));
 		seq_printf(m, "%s_poll_ns:\t%u\n", names[i], READ_ONCE(q->vq.poll_ns));
+		if (i == NET_VQ_TX)
+			seq_printf(m, "%s_hold_ns:\t%u\n", names[i], READ_ONCE(q->hold.hold_ns));
 	}
 }
 

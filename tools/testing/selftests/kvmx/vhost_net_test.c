@@ -86,6 +86,7 @@
 
 #define TX_WORKER_PARAM	"/sys/module/kvmx_vhost_net/parameters/tx_worker"
 #define POLL_MAX_PARAM	"/sys/module/kvmx_core/parameters/poll_max_us"
+#define HOLD_PARAM	"/sys/module/kvmx_vhost_net/parameters/signal_hold_max_us"
 
 /* 1 or 0; -1 if unreadable. */
 static int read_tx_worker_param(void)
@@ -125,6 +126,7 @@ FIXTURE(net) {
 	uint8_t *buf;		/* what arrived */
 	long saved_poll_max;	/* kvmx_core's poll_max_us, for teardown */
 	bool poll_max_changed;
+	long saved_hold_max;	/* HOLD_PARAM to restore; -1: untouched */
 };
 
 FIXTURE_VARIANT(net) {
@@ -159,6 +161,7 @@ FIXTURE_SETUP(net)
 	self->tap = -1;
 	self->pkt = -1;
 	self->nd.dev.fd = -1;
+	self->saved_hold_max = -1;
 	if (access(variant->path, F_OK))
 		SKIP(return, "%s is missing: %s", variant->path, variant->missing);
 	if (access("/dev/net/tun", F_OK))
@@ -188,6 +191,8 @@ FIXTURE_TEARDOWN(net)
 	/* A module parameter outlives the test: put it back even on failure. */
 	if (self->poll_max_changed)
 		write_poll_max_param(self->saved_poll_max);
+	if (self->saved_hold_max >= 0)
+		param_write_long(HOLD_PARAM, self->saved_hold_max);
 	/* The device first: it holds the tap and uses guest memory. */
 	if (self->dev_open)
 		net_dev_close(&self->nd);
@@ -1825,6 +1830,200 @@ TEST_F_TIMEOUT(net, adaptive_poll_window_opens_under_traffic_and_closes_when_idl
 	ASSERT_LE(0, self->saved_poll_max) TH_LOG("cannot read %s", POLL_MAX_PARAM);
 	self->poll_max_changed = true;
 	adaptive_poll(_metadata, self);
+}
+
+/* ---- TX call hold (kvmx only) -------------------------------------------- */
+
+/*
+ * The worker holds the guest's TX call while the guest keeps sending
+ * (signal_hold_max_us): these tests stretch the hold to hundreds of
+ * milliseconds so that what is held, and for how long, can be told apart
+ * from scheduling noise.
+ */
+#define HOLD_TEST_US	300000
+#define HOLD_TEST_MS	(HOLD_TEST_US / 1000)
+/* Holds in a row that catch nothing close an open one (KVMX_HOLD_MISSES). */
+#define HOLD_MISSES	32U
+
+static void set_hold_max(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, long us)
+{
+	if (self->saved_hold_max < 0) {
+		self->saved_hold_max = param_read_long(HOLD_PARAM);
+		ASSERT_LE(0, self->saved_hold_max) TH_LOG("expected a readable %s", HOLD_PARAM);
+	}
+	ASSERT_EQ(0, param_write_long(HOLD_PARAM, us)) TH_LOG("writing %ld to %s", us, HOLD_PARAM);
+}
+
+/* TX calls since the last look, 0 if none. */
+static uint64_t tx_calls_taken(FIXTURE_DATA(net) *self)
+{
+	return eventfd_count(self->nd.dev.vq[NET_VQ_TX].call);
+}
+
+/* Wait up to @timeout_ms for TX calls; their count, 0 if none came. */
+static uint64_t tx_calls_wait(FIXTURE_DATA(net) *self, int timeout_ms)
+{
+	int64_t n = eventfd_wait_count(self->nd.dev.vq[NET_VQ_TX].call, timeout_ms);
+
+	return n > 0 ? n : 0;
+}
+
+/*
+ * Send one frame as a driver does, kicking only if the device asks for it
+ * (a kick is other work for the worker, which ends a hold); see it on the
+ * tap and its used entry published.
+ */
+static void tx_as_driver(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+			 uint32_t seq)
+{
+	struct vring_drv *vr = &self->nd.vq[NET_VQ_TX];
+	uint16_t used = vring_used_idx(vr);
+	uint16_t old = vr->published;
+
+	net_frame(self->frame, 200, seq, &self->rng);
+	ASSERT_LE(0, net_tx_queue(&self->nd, NULL, self->frame, 200, NULL, 0, false));
+	if (vring_kick_needed(vr, old, false)) {
+		ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_TX));
+	}
+	expect_on_tap(_metadata, self, self->pkt, self->frame, 200);
+	ASSERT_EQ(0, vring_wait_used_idx(vr, used + 1, WAIT_MS))
+		TH_LOG("expected frame %u's used entry", seq);
+}
+
+/*
+ * A fresh ring tries a hold at its first call: frames that keep coming
+ * while it is held share its one call, which goes once the ring has been
+ * quiet for the hold; the hold learnt from the burst stays open.
+ */
+static void tx_burst_shares_one_call(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+				     uint32_t *seq)
+{
+	int64_t last_sent = 0;
+	unsigned int i;
+
+	tx_calls_taken(self);
+	for (i = 0; i < 3; i++) {
+		if (i)
+			usleep(30 * 1000);
+		tx_as_driver(_metadata, self, (*seq)++);
+		last_sent = now_ms();
+		EXPECT_EQ(0ULL, tx_calls_taken(self))
+			TH_LOG("frame %u of the burst was called at once, not held", i);
+	}
+	EXPECT_EQ(1ULL, tx_calls_wait(self, 4 * HOLD_TEST_MS + WAIT_MS))
+		TH_LOG("expected one call for the three frames");
+	EXPECT_LE(last_sent + HOLD_TEST_MS * 2 / 3, now_ms())
+		TH_LOG("the call came before the ring was quiet for the hold");
+	expect_tx_done(_metadata, &self->nd, 3);
+}
+
+TEST_F_TIMEOUT(net, tx_burst_shares_one_held_call_and_none_is_lost, 60)
+{
+	int fd = self->nd.dev.fd;
+	uint32_t seq = 0;
+	long long hold;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net calls at once");
+	set_hold_max(_metadata, self, HOLD_TEST_US);
+	EXPECT_EQ(0, fdinfo_value(fd, "tx_hold_ns"));
+	tx_burst_shares_one_call(_metadata, self, &seq);
+	/* Twice the longest gap in the burst (30 ms and more), within the cap. */
+	hold = fdinfo_value(fd, "tx_hold_ns");
+	EXPECT_LE(2LL * 30 * 1000000, hold);
+	EXPECT_GE((long long)HOLD_TEST_US * 1000, hold);
+	/* Open, the next call is held too, and still comes. */
+	tx_as_driver(_metadata, self, seq++);
+	EXPECT_EQ(0ULL, tx_calls_taken(self)) TH_LOG("the open hold called at once");
+	EXPECT_EQ(1ULL, tx_calls_wait(self, 4 * HOLD_TEST_MS + WAIT_MS));
+	expect_tx_done(_metadata, &self->nd, 1);
+}
+
+TEST_F_TIMEOUT(net, tx_guest_that_waits_for_each_call_closes_the_hold, 120)
+{
+	int fd = self->nd.dev.fd;
+	unsigned int i, closed_after = 0;
+	uint32_t seq = 0;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net calls at once");
+	set_hold_max(_metadata, self, HOLD_TEST_US);
+	tx_burst_shares_one_call(_metadata, self, &seq);
+	ASSERT_LT(0, fdinfo_value(fd, "tx_hold_ns"));
+	/* One frame at a time: no hold catches anything. */
+	for (i = 1; i <= 2 * HOLD_MISSES && !closed_after; i++) {
+		tx_as_driver(_metadata, self, seq++);
+		ASSERT_EQ(1ULL, tx_calls_wait(self, 4 * HOLD_TEST_MS + WAIT_MS))
+			TH_LOG("frame %u of a waiting guest never got its call", i);
+		expect_tx_done(_metadata, &self->nd, 1);
+		if (!fdinfo_value(fd, "tx_hold_ns"))
+			closed_after = i;
+	}
+	EXPECT_EQ(HOLD_MISSES, closed_after) TH_LOG("the hold closed after %u wasted holds",
+						    closed_after);
+	/* Closed: the next call comes at once, not held. */
+	tx_as_driver(_metadata, self, seq++);
+	EXPECT_EQ(1ULL, tx_calls_wait(self, HOLD_TEST_MS / 2)) TH_LOG("a closed hold still held");
+	expect_tx_done(_metadata, &self->nd, 1);
+}
+
+/*
+ * Detaching TX (as swapping the backend, resetting or closing does) waits
+ * for its handler, which may be holding a call: it must not wait out the
+ * hold, and the call goes out on the way.
+ */
+TEST_F_TIMEOUT(net, tx_detach_during_a_hold_ends_it_at_once_and_delivers_the_call, 60)
+{
+	int64_t t0, took;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net calls at once");
+	/* The longest cap there is: a hold that is waited out takes 1 s. */
+	set_hold_max(_metadata, self, 1000000);
+	tx_calls_taken(self);
+	tx_as_driver(_metadata, self, 0);
+	ASSERT_EQ(0ULL, tx_calls_taken(self)) TH_LOG("expected the first call to be held");
+	t0 = now_ms();
+	ASSERT_EQ(0, net_set_backend(&self->nd, NET_VQ_TX, -1));
+	took = now_ms() - t0;
+	EXPECT_GT(500, took) TH_LOG("the detach took %lld ms: it waited out the hold",
+				    (long long)took);
+	EXPECT_EQ(1ULL, tx_calls_taken(self)) TH_LOG("the held call was lost in the detach");
+	expect_tx_done(_metadata, &self->nd, 1);
+}
+
+TEST_F(net, signal_hold_max_us_0_calls_at_once_and_refuses_garbage)
+{
+	static const struct {
+		const char *text;
+		int err;
+	} bad[] = {
+		{ "lots", -EINVAL }, { "-1", -EINVAL },
+		/* Past the limit; past what a u32 holds. */
+		{ "1000001", -EINVAL }, { "4294967296", -ERANGE },
+	};
+	unsigned int i;
+
+	if (!variant->kvmx)
+		SKIP(return, "signal_hold_max_us is a parameter of kvmx_vhost_net only");
+	set_hold_max(_metadata, self, 0);
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		EXPECT_EQ(bad[i].err, param_write(HOLD_PARAM, bad[i].text))
+			TH_LOG("signal_hold_max_us given '%s'", bad[i].text);
+	}
+	EXPECT_EQ(0, param_read_long(HOLD_PARAM));
+	tx_calls_taken(self);
+	/* With a hold, the very first call would be held for the cap. */
+	for (i = 0; i < 4; i++) {
+		tx_as_driver(_metadata, self, i);
+		EXPECT_EQ(1ULL, tx_calls_wait(self, HOLD_TEST_MS / 2))
+			TH_LOG("frame %u's call was held with signal_hold_max_us=0", i);
+		expect_tx_done(_metadata, &self->nd, 1);
+	}
+	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "tx_hold_ns"));
+	/* The limit itself is taken. */
+	EXPECT_EQ(0, param_write_long(HOLD_PARAM, 1000000));
+	EXPECT_EQ(1000000, param_read_long(HOLD_PARAM));
 }
 
 TEST_HARNESS_MAIN
