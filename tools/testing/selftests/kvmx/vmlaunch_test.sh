@@ -293,18 +293,15 @@ fdinfo_value() {
 # net action (10 pings, a flood of 1000, iperf3 both ways) must pass. On
 # kvmx's node the device's own counters must show the traffic went
 # through it with nothing dropped.
-qemu_net_test() {
-	local node=$1 tap=$2 net=10.0.$3 port=$4 mac=$5 name=qemu-$2
-	local log=$WORK/$name.log fdinfo=$WORK/$name.fdinfo key val ok=0
-	command -v qemu-system-x86_64 >/dev/null ||
-		{ SKIP_REASON="no qemu-system-x86_64 here (apt-get install qemu-system-x86)"; return 4; }
-	if ! ip tuntap add dev "$tap" mode tap vnet_hdr >"$WORK/$name-setup.log" 2>&1 ||
-		! ip addr add "$net.1/24" dev "$tap" >>"$WORK/$name-setup.log" 2>&1 ||
-		! ip link set "$tap" up >>"$WORK/$name-setup.log" 2>&1; then
-		diag "cannot set up tap $tap: $(tr '\n' ' ' <"$WORK/$name-setup.log")"
-		return 1
-	fi
-	TAPS+=("$tap")
+# qemu_net_boot NODE TAP NET PORT MAC NAME LOG FDINFO: fresh one-shot
+# iperf3 servers for the guest, then QEMU on NODE; sets RC.
+qemu_net_boot() {
+	local node=$1 tap=$2 net=$3 port=$4 mac=$5 name=$6 log=$7 fdinfo=$8
+
+	# A previous boot's servers may still hold the ports.
+	pkill -f "iperf3 -s -1 -J -B $net.1 " 2>/dev/null || true
+	sleep 0.2
+	rm -f "$WORK/iperf3-$name-send.json" "$WORK/iperf3-$name-receive.json"
 	iperf3 -s -1 -J -B "$net.1" -p "$port" --logfile "$WORK/iperf3-$name-send.json" &
 	SERVER_PIDS+=($!)
 	iperf3 -s -1 -J -B "$net.1" -p $((port + 1)) --logfile "$WORK/iperf3-$name-receive.json" &
@@ -319,6 +316,32 @@ qemu_net_test() {
 		-device "virtio-net-device,netdev=n0,mac=$mac" >"$log" 2>&1
 	RC=$?
 	sleep 1
+}
+
+qemu_net_test() {
+	local node=$1 tap=$2 net=10.0.$3 port=$4 mac=$5 name=qemu-$2
+	local log=$WORK/$name.log fdinfo=$WORK/$name.fdinfo key val ok=0
+	command -v qemu-system-x86_64 >/dev/null ||
+		{ SKIP_REASON="no qemu-system-x86_64 here (apt-get install qemu-system-x86)"; return 4; }
+	if ! ip tuntap add dev "$tap" mode tap vnet_hdr >"$WORK/$name-setup.log" 2>&1 ||
+		! ip addr add "$net.1/24" dev "$tap" >>"$WORK/$name-setup.log" 2>&1 ||
+		! ip link set "$tap" up >>"$WORK/$name-setup.log" 2>&1; then
+		diag "cannot set up tap $tap: $(tr '\n' ' ' <"$WORK/$name-setup.log")"
+		return 1
+	fi
+	TAPS+=("$tap")
+	qemu_net_boot "$node" "$tap" "$net" "$port" "$mac" "$name" "$log" "$fdinfo"
+	# With -no-reboot, a guest reset ends QEMU with 0. One that ended
+	# silently mid-test (the nested-KVM reset run_vm describes; seen once
+	# during host-to-guest iperf3 on kvmx's NIC, not yet explained) runs
+	# once more; a second one fails.
+	if [ "$RC" = 0 ] && ! grep -q 'KVMX-TEST: net done' "$log" &&
+		! grep -qE 'Kernel panic|Oops|BUG|Call Trace' "$log"; then
+		diag "QEMU's guest ended before 'net done' without a kernel message: running it once more; its log: $log.reset.log"
+		tail -n 3 "$log" | sed 's/^/# | /'
+		mv "$log" "$log.reset.log"
+		qemu_net_boot "$node" "$tap" "$net" "$port" "$mac" "$name" "$log" "$fdinfo"
+	fi
 	if [ "$RC" = 124 ]; then
 		diag "QEMU did not finish within $TIMEOUT s"
 		show_log "$log"
