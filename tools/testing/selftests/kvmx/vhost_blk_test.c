@@ -2543,11 +2543,8 @@ TEST_F(blk, module_cannot_be_removed_while_a_device_is_open)
 
 static void set_hold_max(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self, long us)
 {
-	if (self->saved_hold_max < 0) {
-		self->saved_hold_max = param_read_long(HOLD_PARAM);
-		ASSERT_LE(0, self->saved_hold_max) TH_LOG("expected a readable %s", HOLD_PARAM);
-	}
-	ASSERT_EQ(0, param_write_long(HOLD_PARAM, us)) TH_LOG("writing %ld to %s", us, HOLD_PARAM);
+	ASSERT_EQ(0, param_write_long_saved(HOLD_PARAM, us, &self->saved_hold_max))
+		TH_LOG("writing %ld to %s", us, HOLD_PARAM);
 }
 
 /* Calls on @vq since the last look, 0 if none. */

@@ -1847,11 +1847,8 @@ TEST_F_TIMEOUT(net, adaptive_poll_window_opens_under_traffic_and_closes_when_idl
 
 static void set_hold_max(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, long us)
 {
-	if (self->saved_hold_max < 0) {
-		self->saved_hold_max = param_read_long(HOLD_PARAM);
-		ASSERT_LE(0, self->saved_hold_max) TH_LOG("expected a readable %s", HOLD_PARAM);
-	}
-	ASSERT_EQ(0, param_write_long(HOLD_PARAM, us)) TH_LOG("writing %ld to %s", us, HOLD_PARAM);
+	ASSERT_EQ(0, param_write_long_saved(HOLD_PARAM, us, &self->saved_hold_max))
+		TH_LOG("writing %ld to %s", us, HOLD_PARAM);
 }
 
 /* TX calls since the last look, 0 if none. */

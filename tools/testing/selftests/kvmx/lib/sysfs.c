@@ -54,6 +54,16 @@ int param_write_long(const char *path, long val)
 	return param_write(path, text);
 }
 
+int param_write_long_saved(const char *path, long val, long *saved)
+{
+	if (*saved < 0) {
+		*saved = param_read_long(path);
+		if (*saved < 0)
+			return -ENOENT;
+	}
+	return param_write_long(path, val);
+}
+
 void fdinfo_text(int fd, const char *key, char *out, size_t cap)
 {
 	char path[64], line[256];

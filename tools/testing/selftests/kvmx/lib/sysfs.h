@@ -18,6 +18,12 @@ int param_write(const char *path, const char *text);
 /* A numeric parameter; -1 if unreadable. */
 long param_read_long(const char *path);
 int param_write_long(const char *path, long val);
+/*
+ * Write @val, first keeping the value it had in *@saved if *@saved < 0
+ * (a test's teardown puts it back). Return: 0, -ENOENT if unreadable, or
+ * param_write()'s error.
+ */
+int param_write_long_saved(const char *path, long val, long *saved);
 
 /* @key's value in /proc/self/fdinfo/@fd into @out; "" when absent. */
 void fdinfo_text(int fd, const char *key, char *out, size_t cap);
