@@ -615,31 +615,14 @@ static unsigned int blk_submit_batch(struct blk_queue *q, unsigned int budget,
 	return taken;
 }
 
-/*
- * Bounded, because the worker spins while it holds a signal, and a queue
- * being torn down waits for that: at most four holds.
- */
-#define BLK_HOLD_MAX_US_LIMIT	USEC_PER_SEC
-
 static unsigned int signal_hold_max_us = 128;
-
-static int blk_set_hold_max(const char *val, const struct kernel_param *kp)
-{
-	return param_set_uint_minmax(val, kp, 0, BLK_HOLD_MAX_US_LIMIT);
-}
-
-static const struct kernel_param_ops blk_hold_max_ops = {
-	.set = blk_set_hold_max,
-	.get = param_get_uint,
-};
-
-module_param_cb(signal_hold_max_us, &blk_hold_max_ops, &signal_hold_max_us, 0644);
+module_param_cb(signal_hold_max_us, &kvmx_hold_max_us_ops, &signal_hold_max_us, 0644);
 MODULE_PARM_DESC(signal_hold_max_us,
 		 "Cap on the adaptive hold (us, 0-1000000): how long a queue must stay quiet before the worker signals the completions it held, at most four holds in all (default 128; 0: signal at once)");
 
 static u32 blk_hold_max_ns(void)
 {
-	return min_t(u64, READ_ONCE(signal_hold_max_us) * NSEC_PER_USEC, U32_MAX);
+	return kvmx_hold_max_ns(&signal_hold_max_us);
 }
 
 /* Signal what is pending now, or start holding it while the guest may send more. */

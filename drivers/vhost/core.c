@@ -253,6 +253,17 @@ u32 kvmx_poll_next_ns(u32 window_ns, u64 idle_ns, u32 max_ns)
 }
 EXPORT_SYMBOL_GPL(kvmx_poll_next_ns);
 
+static int kvmx_hold_max_us_set(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, 0, KVMX_HOLD_MAX_US_LIMIT);
+}
+
+const struct kernel_param_ops kvmx_hold_max_us_ops = {
+	.set = kvmx_hold_max_us_set,
+	.get = param_get_uint,
+};
+EXPORT_SYMBOL_GPL(kvmx_hold_max_us_ops);
+
 /**
  * kvmx_hold_start - used entries are ready: how long to hold their signal?
  * @hold: the queue's hold state

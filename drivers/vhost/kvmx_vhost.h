@@ -25,6 +25,7 @@
 
 #include <linux/eventfd.h>
 #include <linux/llist.h>
+#include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/poll.h>
 #include <linux/sched.h>
@@ -276,6 +277,21 @@ struct kvmx_hold {
 	u64 active_at;
 	u64 caught_gap_ns;
 };
+
+/*
+ * The cap on a device's holds is its module parameter, in µs, set through
+ * kvmx_hold_max_us_ops. Bounded, because a worker spins while it holds a
+ * call, and a ring being torn down or reconfigured waits for that: at
+ * most four holds.
+ */
+#define KVMX_HOLD_MAX_US_LIMIT	USEC_PER_SEC
+extern const struct kernel_param_ops kvmx_hold_max_us_ops;
+
+/* A hold cap parameter (kvmx_hold_max_us_ops) in nanoseconds. */
+static inline u32 kvmx_hold_max_ns(const unsigned int *max_us)
+{
+	return min_t(u64, READ_ONCE(*max_us) * NSEC_PER_USEC, U32_MAX);
+}
 
 u32 kvmx_hold_start(struct kvmx_hold *hold, u32 max_ns);
 void kvmx_hold_end(struct kvmx_hold *hold, u64 caught_gap_ns, u32 max_ns);
