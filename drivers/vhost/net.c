@@ -222,7 +222,7 @@ static void net_call(struct net_queue *q)
 
 /*
  * Publish the pending used entries; net_flush_used() also calls the guest
- * once for all, unless the TX poll holds the call (see net_tx_poll()).
+ * once for all, unless the TX poll holds the call (see net_poll()).
  */
 static void net_publish_used(struct net_queue *q)
 {
@@ -259,21 +259,44 @@ static bool net_rearm_or_go_on(struct kvmx_vq *vq, unsigned int *pkts)
 }
 
 /*
- * Spin until @ready says there is work, for as long as the core allows
- * (the VMM's busyloop timeout, or the adaptive window), unless something
- * else wants the worker.
+ * The TX ring or the RX socket ran dry with the used entries so far
+ * published: spin until @ready says there is more, for as long as the
+ * core allows (the VMM's busyloop timeout, or the adaptive window),
+ * unless something else wants the worker. TX also holds the guest's call
+ * meanwhile, for up to @hold_max_ns (0: none), while the guest is still
+ * sending: a guest that streams frames learns of the sent ones from its
+ * next call, whenever that comes, and each call it takes costs it an
+ * exit, each kick too, so one call per burst is what it wants. How long
+ * to hold is the core's (kvmx_hold_start()), learnt from the gaps between
+ * the guest's frames. The call goes out when the hold runs out, when
+ * other work waits for the worker, or on the way out of the handler.
+ *
+ * Return: true if there is more to take, with the call maybe still held.
  */
-static bool net_busy_poll(struct net_queue *q, bool (*ready)(struct net_queue *q))
+static bool net_poll(struct net_queue *q, bool (*ready)(struct net_queue *q), u32 hold_max_ns)
 {
-	u64 end = kvmx_vq_poll_deadline(&q->vq);
+	struct kvmx_vq *vq = &q->vq;
+	u64 end = kvmx_vq_poll_deadline(vq);
+	u64 now = local_clock();
 
-	while (kvmx_poll_on(end)) {
-		if (kvmx_vq_has_work(&q->vq) || READ_ONCE(q->quiescing))
-			return false;
-		if (ready(q))
+	if (q->call_owed && !kvmx_hold_begin(&q->hold, now, hold_max_ns))
+		net_call(q);
+	while (kvmx_hold_held(&q->hold) || kvmx_poll_on(end)) {
+		now = local_clock();
+		if (kvmx_hold_ran_out(&q->hold, now, hold_max_ns))
+			net_call(q);
+		if (ready(q)) {
+			kvmx_hold_activity(&q->hold, now);
 			return true;
+		}
+		if (kvmx_vq_has_work(vq) || READ_ONCE(q->quiescing))
+			break;
+		/* A hold outlasts a preemption, which is no quiet guest. */
+		if (kvmx_hold_held(&q->hold))
+			cond_resched();
 		cpu_relax();
 	}
+	net_call(q);
 	return false;
 }
 
@@ -327,73 +350,10 @@ static bool net_tx_ready(struct net_queue *q)
 	return !kvmx_vq_avail_empty(&q->vq);
 }
 
-/*
- * Bounded, because the worker spins while it holds a call, and the VMM's
- * ring ioctls wait for that: at most four holds.
- */
-#define NET_HOLD_MAX_US_LIMIT	USEC_PER_SEC
-
 static unsigned int signal_hold_max_us = 128;
-
-static int net_set_hold_max(const char *val, const struct kernel_param *kp)
-{
-	return param_set_uint_minmax(val, kp, 0, NET_HOLD_MAX_US_LIMIT);
-}
-
-static const struct kernel_param_ops net_hold_max_ops = {
-	.set = net_set_hold_max,
-	.get = param_get_uint,
-};
-
-module_param_cb(signal_hold_max_us, &net_hold_max_ops, &signal_hold_max_us, 0644);
+module_param_cb(signal_hold_max_us, &kvmx_hold_max_us_ops, &signal_hold_max_us, 0644);
 MODULE_PARM_DESC(signal_hold_max_us,
 		 "Cap on the adaptive TX call hold (us, 0-1000000): how long the TX ring must stay quiet before the worker calls the guest for the frames it sent, at most four holds in all (default 128; 0: call at once)");
-
-static u32 net_hold_max_ns(void)
-{
-	return min_t(u64, READ_ONCE(signal_hold_max_us) * NSEC_PER_USEC, U32_MAX);
-}
-
-/*
- * The TX ring ran dry with the frames sent and their used entries
- * published: poll for more, as net_busy_poll(), and hold the guest's call
- * while it is still sending. A guest that streams frames learns of the
- * sent ones from its next call, whenever that comes; each call it takes
- * costs it an exit, each kick too, so one call per burst is what it
- * wants. How long to hold is the core's (kvmx_hold_start()), learnt from
- * the gaps between the guest's frames. The call goes out when the hold
- * runs out, when other work waits for the worker, or on the way out of
- * the handler.
- *
- * Return: true if there are chains to take, with the call maybe still held.
- */
-static bool net_tx_poll(struct net_queue *q)
-{
-	struct kvmx_vq *vq = &q->vq;
-	u64 end = kvmx_vq_poll_deadline(vq);
-	u32 max_ns = net_hold_max_ns();
-	u64 now = local_clock();
-
-	if (q->call_owed && !kvmx_hold_begin(&q->hold, now, max_ns))
-		net_call(q);
-	while (kvmx_hold_held(&q->hold) || kvmx_poll_on(end)) {
-		now = local_clock();
-		if (kvmx_hold_ran_out(&q->hold, now, max_ns))
-			net_call(q);
-		if (net_tx_ready(q)) {
-			kvmx_hold_activity(&q->hold, now);
-			return true;
-		}
-		if (kvmx_vq_has_work(vq) || READ_ONCE(q->quiescing))
-			break;
-		/* A hold outlasts a preemption, which is no quiet guest. */
-		if (kvmx_hold_held(&q->hold))
-			cond_resched();
-		cpu_relax();
-	}
-	net_call(q);
-	return false;
-}
 
 /*
  * Copy one frame (socket header included) into a page fragment laid out
@@ -543,7 +503,7 @@ static void net_handle_tx(struct kvmx_vq *vq)
 			/* Idle: what is batched goes out before we wait. */
 			net_tx_send_batch(q);
 			net_publish_used(q);
-			if (net_tx_poll(q))
+			if (net_poll(q, net_tx_ready, kvmx_hold_max_ns(&signal_hold_max_us)))
 				continue;
 			if (net_rearm_or_go_on(vq, &pkts))
 				continue;
@@ -800,9 +760,13 @@ static void net_handle_rx(struct kvmx_vq *vq)
 
 		sock_len = net_rx_peek(q);
 		if (!sock_len) {
-			/* The guest gets what we have before we spin. */
+			/*
+			 * The guest gets what we have before we spin. No hold:
+			 * tried, a receiving guest gained nothing measurable
+			 * from it (Documentation/vhost-net.rst).
+			 */
 			net_flush_used(q);
-			if (net_busy_poll(q, net_rx_ready))
+			if (net_poll(q, net_rx_ready, 0))
 				sock_len = net_rx_peek(q);
 		}
 		if (!sock_len) {
