@@ -293,6 +293,13 @@ fdinfo_value() {
 # net action (10 pings, a flood of 1000, iperf3 both ways) must pass. On
 # kvmx's node the device's own counters must show the traffic went
 # through it with nothing dropped.
+# Did the guest kernel whose console is in LOG say why it stopped (a
+# panic, an oops, a reboot)? A death without such a word is the nested-KVM
+# reset that earns a guest one more run (see run_vm).
+kernel_said_why() {
+	grep -qE 'reboot: Restarting|Kernel panic|Oops|BUG|Call Trace' "$1"
+}
+
 # qemu_net_boot NODE TAP NET PORT MAC NAME LOG FDINFO: fresh one-shot
 # iperf3 servers for the guest, then QEMU on NODE; sets RC.
 qemu_net_boot() {
@@ -335,8 +342,7 @@ qemu_net_test() {
 	# silently mid-test (the nested-KVM reset run_vm describes; seen once
 	# during host-to-guest iperf3 on kvmx's NIC, not yet explained) runs
 	# once more; a second one fails.
-	if [ "$RC" = 0 ] && ! grep -q 'KVMX-TEST: net done' "$log" &&
-		! grep -qE 'Kernel panic|Oops|BUG|Call Trace' "$log"; then
+	if [ "$RC" = 0 ] && ! grep -q 'KVMX-TEST: net done' "$log" && ! kernel_said_why "$log"; then
 		diag "QEMU's guest ended before 'net done' without a kernel message: running it once more; its log: $log.reset.log"
 		tail -n 3 "$log" | sed 's/^/# | /'
 		mv "$log" "$log.reset.log"
@@ -433,8 +439,7 @@ run_vm() {
 	if grep -q 'Oops: int3' "$WORK/$1.log" 2>/dev/null; then
 		why="died of 'Oops: int3' (an emulator race, see run_vm)"
 		kept=$WORK/$1.int3.log
-	elif grep -q 'triple fault' "$WORK/$1.log" 2>/dev/null &&
-		! grep -qE 'reboot: Restarting|Kernel panic|Oops|BUG|Call Trace' "$WORK/$1.log"; then
+	elif grep -q 'triple fault' "$WORK/$1.log" 2>/dev/null && ! kernel_said_why "$WORK/$1.log"; then
 		why="triple-faulted without a kernel message (nested KVM under TCG, see run_vm)"
 		kept=$WORK/$1.triple-fault.log
 	else
