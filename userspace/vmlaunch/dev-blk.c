@@ -432,6 +432,7 @@ static int blk_user_init(struct blk_dev *b)
 	if (r)
 		return -r;
 	b->thread_started = true;
+	pthread_setname_np(b->thread, b->name);
 	return 0;
 }
 

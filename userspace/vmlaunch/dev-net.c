@@ -407,6 +407,7 @@ static int net_user_init(struct net_dev *n)
 	if (r)
 		return -r;
 	n->thread_started = true;
+	pthread_setname_np(n->thread, n->name);
 	return 0;
 }
 

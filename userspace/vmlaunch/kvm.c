@@ -542,6 +542,7 @@ static void kick_handler(int sig)
 int vm_start(struct vm *vm)
 {
 	struct sigaction sa = { .sa_handler = kick_handler };
+	char name[16];
 	unsigned int i;
 	int r;
 
@@ -556,6 +557,9 @@ int vm_start(struct vm *vm)
 			return -r;
 		}
 		vm->vcpus[i].started = true;
+		/* "vcpu0": top -H, taskset and perf tell the threads apart. */
+		snprintf(name, sizeof(name), "vcpu%u", i);
+		pthread_setname_np(vm->vcpus[i].thread, name);
 	}
 	return 0;
 }

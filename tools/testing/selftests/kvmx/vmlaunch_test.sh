@@ -64,6 +64,7 @@ TESTS=(
 	disk_write_vhost_backend
 	read_only_disks_refuse_writes
 	sigterm_exits_4
+	threads_are_named_for_their_roles
 	net_user_backend
 	net_vhost_net
 	net_kvmx_vhost_net
@@ -653,18 +654,23 @@ test_read_only_disks_refuse_writes() {
 	return 0
 }
 
-# SIGTERM while the guest boots: vmlaunch stops it and exits with 4.
+# SIGTERM while the guest boots (two vCPUs, a disk served from userspace):
+# vmlaunch stops it and exits with 4. What its threads are called is kept
+# for the next test.
 test_sigterm_exits_4() {
 	local pid i log=$WORK/sigterm.log
 	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	make_disk "$WORK/sigterm.img" || return 1
 	"$VMLAUNCH" -v --kernel "$GUEST/bzImage" --initrd "$GUEST/initramfs.cpio.gz" \
-		--mem "$MEM" --cmdline "$CMDLINE kvmx.test=sleep" >"$log" 2>&1 &
+		--mem "$MEM" --cpus 2 --disk "$WORK/sigterm.img,user" \
+		--cmdline "$CMDLINE kvmx.test=sleep" >"$log" 2>&1 &
 	pid=$!
 	for i in $(seq 100); do
-		grep -q "starting 1 vCPU" "$log" && break
+		grep -q "starting 2 vCPU" "$log" && break
 		sleep 0.1
 	done
 	sleep 2
+	cat /proc/"$pid"/task/*/comm 2>/dev/null | sort | tr '\n' ' ' >"$WORK/sigterm.threads"
 	kill -TERM "$pid"
 	for i in $(seq 300); do
 		kill -0 "$pid" 2>/dev/null || break
@@ -679,6 +685,21 @@ test_sigterm_exits_4() {
 	wait "$pid"
 	RC=$?
 	expect_rc 4 "$log"
+}
+
+# top -H, perf and taskset tell a VM's threads apart by name, as QEMU's.
+test_threads_are_named_for_their_roles() {
+	local threads want
+	[ -s "$WORK/sigterm.threads" ] ||
+		{ SKIP_REASON="no guest ran (see sigterm_exits_4)"; return 4; }
+	threads=$(cat "$WORK/sigterm.threads")
+	for want in vcpu0 vcpu1 vda vmlaunch; do
+		if [[ " $threads" != *" $want "* ]]; then
+			diag "no thread named $want; the threads were: $threads"
+			return 1
+		fi
+	done
+	diag "threads: $threads"
 }
 
 # bad_args WANT_TEXT ARGS...: vmlaunch ARGS exits 2 and says WANT_TEXT.
