@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Checks that vm-run tells good runs from bad ones: a clean run passes, the
-# command's exit status comes through, a timeout is reported as one, and a
-# deliberate kernel WARN (and, where kmemleak exists, a deliberate leak)
-# fails the run even though the command itself succeeded. The bad kernel
+# command's exit status comes through, a timeout is reported as one, a VM
+# whose CPUs all halt for good is stopped as stalled, and a deliberate
+# kernel WARN (and, where kmemleak exists, a deliberate leak) fails the
+# run even though the command itself succeeded. The bad kernel
 # behaviour comes from a throwaway module built here, at run time, against
 # the kernel under test.
 #
@@ -12,7 +13,7 @@
 #   default   the debug kernel (must be built: make debug-kernel)
 #   --debian  Debian's 6.12 kernel (no kmemleak there: that check is skipped)
 #
-# Five VM boots: about 1 minute on Debian's kernel, 11 on the debug one
+# Six VM boots: about 2 minutes on Debian's kernel, 12 on the debug one
 # (idle 2-core host). Not part of `make check`. Each boot may take
 # SELFTEST_TIMEOUT seconds (default 1200).
 set -euo pipefail
@@ -59,9 +60,18 @@ build_module() {
 #include <linux/bug.h>
 #include <linux/module.h>
 #include <linux/slab.h>
+#include <linux/smp.h>
 
 static char *what = "nothing";
 module_param(what, charp, 0444);
+
+/* Interrupts off, halted: nothing wakes this CPU again. */
+static void vmrun_selftest_halt(void *unused)
+{
+	local_irq_disable();
+	for (;;)
+		native_halt();
+}
 
 static int __init vmrun_selftest_init(void)
 {
@@ -69,6 +79,10 @@ static int __init vmrun_selftest_init(void)
 		WARN_ON(1);
 	if (!strcmp(what, "leak"))
 		pr_info("vmrun_selftest: leaking %p\n", kmalloc(128, GFP_KERNEL));
+	if (!strcmp(what, "halt")) {
+		pr_info("vmrun_selftest: halting every CPU\n");
+		on_each_cpu(vmrun_selftest_halt, NULL, 0);
+	}
 	return 0;
 }
 
@@ -78,7 +92,7 @@ static void __exit vmrun_selftest_exit(void)
 
 module_init(vmrun_selftest_init);
 module_exit(vmrun_selftest_exit);
-MODULE_DESCRIPTION("vm-run selftest: a deliberate WARN or leak");
+MODULE_DESCRIPTION("vm-run selftest: a deliberate WARN, leak or halt");
 MODULE_LICENSE("GPL");
 EOF
 	echo 'obj-m := vmrun_selftest.o' >"$dir/Kbuild"
@@ -98,7 +112,7 @@ main() {
 	case ${1:-} in
 	--debian) KERNEL_ARGS=(--debian) ;;
 	"") ;;
-	*) sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+	*) sed -n '3,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	esac
 
 	# Under the host's /tmp on purpose: the VM must see directories there
@@ -122,6 +136,14 @@ main() {
 	build_module "$kdir"
 	check warn 1 'command exited 0; FAILED: kernel WARNING in the guest kernel log' \
 		-- insmod "$MODULE" what=warn
+	# Every CPU halted with interrupts off: the stall watchdog, not the
+	# 20-minute timeout, ends it, with the CPUs' registers saved.
+	check stall 124 'stalled: the VM.s CPUs did no work for [0-9]+ s' \
+		--stall 30 -- insmod "$MODULE" what=halt
+	if ! grep -q 'RIP=' "$WORK/stall/qemu-stall.log" 2>/dev/null; then
+		say "stall: FAILED: no registers in $WORK/stall/qemu-stall.log"
+		FAILED=$((FAILED + 1))
+	fi
 	if grep -q 'kmemleak' "$WORK/clean/dmesg"; then
 		check leak 1 'command exited 0; FAILED: kmemleak: [1-9][0-9]* unreferenced object' \
 			-- insmod "$MODULE" what=leak
