@@ -125,6 +125,9 @@ main() {
 		exit 1
 	fi
 	check exit-status 3 'command exited 3; kernel log clean' -- sh -c 'exit 3'
+	# Garbage for --stall is refused before anything boots.
+	check stall-garbage 2 'error: --stall takes whole seconds' --stall 5s -- true
+	check stall-negative 2 'error: --stall takes whole seconds' --stall -1 -- true
 	check timeout 124 'timed out after 20 s' --timeout 20 -- sleep 3600
 
 	# The first check proved the kernel exists, so neither call builds.
