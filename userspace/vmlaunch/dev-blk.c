@@ -1,27 +1,35 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * virtio-blk (virtio 1.2, section 5.2) with one request queue and two
- * backends:
+ * virtio-blk (virtio 1.2, section 5.2) with one or more request queues
+ * (queues=N: VIRTIO_BLK_F_MQ) and two backends:
  *
- * - userspace ("user"): an I/O thread owns the virtqueue. It waits on an
- *   io_uring for the queue's kick eventfd and for I/O completions, turns
- *   each chain into a readv/writev/fsync on the backing file, and on
- *   completion writes the status byte, adds the used entry and, if the
- *   driver wants one, signals the device's irqfd.
- * - vhost ("vhost"): /dev/vhost-blk serves the virtqueue in the kernel;
- *   vmlaunch only sets it up at DRIVER_OK and detaches it at reset.
+ * - userspace ("user"): an I/O thread per queue owns that virtqueue. It
+ *   waits on its own io_uring for the queue's kick eventfd and for I/O
+ *   completions, turns each chain into a readv/writev/fsync on the backing
+ *   file, and on completion writes the status byte, adds the used entry
+ *   and, if the driver wants one, signals the device's irqfd. The queues
+ *   share nothing but the backing fd, so they scale as the guest's CPUs
+ *   submit in parallel.
+ * - vhost ("vhost"): /dev/vhost-blk serves the virtqueues in the kernel,
+ *   each queue on its own worker; vmlaunch only sets them up at DRIVER_OK
+ *   and detaches them at reset.
  *
  * Both offer the same features and config space, so a guest cannot tell
  * them apart: VERSION_1, INDIRECT_DESC, EVENT_IDX, SEG_MAX, BLK_SIZE,
- * FLUSH and, for ,ro disks, RO. Read-only is enforced by the backend too:
- * OUT requests fail with IOERR (the file is open read-only).
+ * FLUSH, MQ when queues= is over 1 and, for ,ro disks, RO. Read-only is
+ * enforced by the backend too: OUT requests fail with IOERR (the file is
+ * open read-only).
  *
- * Lifetimes (userspace backend): a request slot is free (on `free`), owned
- * by the kernel (counted in `inflight`), or being handled by the I/O
- * thread under `lock`. Reset clears `active` under the lock and waits for
- * `inflight` to drop to zero, after which nothing touches guest memory
- * until the next activation. The I/O thread lives from blk_create() to
- * blk_destroy().
+ * A driver may use fewer queues than offered (Linux uses at most one per
+ * possible CPU, plus poll queues): the queues it did not make ready are
+ * not served, and queue 0 must be ready.
+ *
+ * Lifetimes (userspace backend), per queue: a request slot is free (on
+ * `free`), owned by the kernel (counted in `inflight`), or being handled by
+ * the I/O thread under `lock`. Reset clears `active` under the lock and
+ * waits for `inflight` to drop to zero, after which nothing touches guest
+ * memory until the next activation. The I/O threads live from blk_create()
+ * to blk_destroy().
  */
 #include <endian.h>
 #include <errno.h>
@@ -39,6 +47,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
 #include <linux/vhost_blk.h>
+#include <linux/kvmx_vhost.h>
 
 #include "dev-blk.h"
 #include "vhost.h"
@@ -67,6 +76,35 @@ struct blk_req {
 	struct iovec data[VIRTQ_MAX_SIZE];
 };
 
+_Static_assert(DISK_MAX_QUEUES <= VIRTIO_MAX_QUEUES, "a disk's queues fit the transport");
+
+struct blk_dev;
+
+/* One virtqueue of the userspace backend and the thread that serves it. */
+struct blk_queue {
+	struct blk_dev *b;
+	unsigned int index;
+	char name[16];			/* its thread's: "vda", or "vda.1" with queues= */
+	struct io_uring ring;
+	bool ring_ready;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	/* under lock: */
+	bool active;
+	bool broken;
+	bool dead;			/* the I/O thread has quit on an error */
+	bool pushed;			/* used entries added since the last notify check */
+	unsigned int inflight;
+	u64 requests;			/* chains taken, for --verbose */
+	struct virtq vr;
+	struct blk_req *reqs;
+	u16 free[VIRTQ_MAX_SIZE];
+	unsigned int nfree;
+	bool head_busy[VIRTQ_MAX_SIZE];
+};
+
 struct blk_dev {
 	struct virtio_dev vdev;
 	char name[8];
@@ -76,28 +114,13 @@ struct blk_dev {
 	struct virtio_blk_config config;
 
 	/* userspace backend */
-	struct io_uring ring;
-	bool ring_ready;
-	pthread_t thread;
-	bool thread_started;
-	int stop_fd;
-	pthread_mutex_t lock;
-	pthread_cond_t idle;
-	/* under lock: */
-	bool active;
-	bool broken;
-	bool dead;			/* the I/O thread has quit on an error */
-	bool pushed;			/* used entries added since the last notify check */
-	unsigned int inflight;
-	struct virtq vr;
-	struct blk_req *reqs;
-	u16 free[VIRTQ_MAX_SIZE];
-	unsigned int nfree;
-	bool head_busy[VIRTQ_MAX_SIZE];
+	int stop_fd;			/* never drained: every I/O thread sees it */
+	struct blk_queue q[VIRTIO_MAX_QUEUES];
 
 	/* vhost backend */
 	struct vhost vhost;
-	int err_fd;			/* signalled when the kernel finds the ring broken */
+	int err_fd;			/* signalled when the kernel finds a ring broken */
+	bool vring_set[VIRTIO_MAX_QUEUES];	/* backend attached at the last activation */
 };
 
 static struct blk_dev *to_blk(struct virtio_dev *vdev)
@@ -112,27 +135,27 @@ static void blk_read_config(struct virtio_dev *vdev, u32 off, void *data, u32 le
 
 /* ---- userspace backend ----------------------------------------------------- */
 
-static void blk_put_req(struct blk_dev *b, struct blk_req *req)
+static void blk_put_req(struct blk_queue *q, struct blk_req *req)
 {
-	b->head_busy[req->chain.head] = false;
-	b->free[b->nfree++] = req - b->reqs;
+	q->head_busy[req->chain.head] = false;
+	q->free[q->nfree++] = req - q->reqs;
 }
 
 /* Hand a request back to the driver; nothing is written after a reset. */
-static void blk_finish(struct blk_dev *b, struct blk_req *req, u8 status, u32 used_len)
+static void blk_finish(struct blk_queue *q, struct blk_req *req, u8 status, u32 used_len)
 {
-	if (b->active && !b->broken) {
+	if (q->active && !q->broken) {
 		__atomic_store_n(req->status, status, __ATOMIC_RELAXED);
-		virtq_push(&b->vr, req->chain.head, used_len);
-		b->pushed = true;
+		virtq_push(&q->vr, req->chain.head, used_len);
+		q->pushed = true;
 	}
-	blk_put_req(b, req);
+	blk_put_req(q, req);
 }
 
-static void blk_broken(struct blk_dev *b)
+static void blk_broken(struct blk_queue *q)
 {
-	b->broken = true;
-	virtio_needs_reset(&b->vdev);
+	q->broken = true;
+	virtio_needs_reset(&q->b->vdev);
 }
 
 static bool blk_range_ok(const struct blk_dev *b, u64 sector, u64 len)
@@ -143,13 +166,13 @@ static bool blk_range_ok(const struct blk_dev *b, u64 sector, u64 len)
 	       (len >> SECTOR_SHIFT) <= sectors - sector;
 }
 
-static struct io_uring_sqe *blk_get_sqe(struct blk_dev *b)
+static struct io_uring_sqe *blk_get_sqe(struct blk_queue *q)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
 
 	if (!sqe) {
-		io_uring_submit(&b->ring);
-		sqe = io_uring_get_sqe(&b->ring);
+		io_uring_submit(&q->ring);
+		sqe = io_uring_get_sqe(&q->ring);
 	}
 	return sqe;
 }
@@ -175,8 +198,9 @@ static void blk_set_data(struct blk_req *req, const struct iovec *iov, unsigned 
 	}
 }
 
-static void blk_handle(struct blk_dev *b, struct blk_req *req)
+static void blk_handle(struct blk_queue *q, struct blk_req *req)
 {
+	struct blk_dev *b = q->b;
 	struct virtq_chain *c = &req->chain;
 	const struct iovec *in = &c->iov[c->nout];
 	struct virtio_blk_outhdr hdr;
@@ -186,11 +210,11 @@ static void blk_handle(struct blk_dev *b, struct blk_req *req)
 	if (c->out_len < sizeof(hdr) || !c->in_len) {
 		pr_guest_once("%s: request without header or status byte", b->name);
 		/* Nowhere to put a status: return the chain untouched. */
-		if (b->active && !b->broken) {
-			virtq_push(&b->vr, c->head, 0);
-			b->pushed = true;
+		if (q->active && !q->broken) {
+			virtq_push(&q->vr, c->head, 0);
+			q->pushed = true;
 		}
-		blk_put_req(b, req);
+		blk_put_req(q, req);
 		return;
 	}
 	iov_copy_from(c->iov, c->nout, 0, &hdr, sizeof(hdr));
@@ -223,19 +247,19 @@ static void blk_handle(struct blk_dev *b, struct blk_req *req)
 
 		memcpy(id, b->cfg->serial, strnlen(b->cfg->serial, sizeof(id)));
 		iov_copy_to(in, c->nin, 0, id, n);
-		blk_finish(b, req, VIRTIO_BLK_S_OK, n + 1);
+		blk_finish(q, req, VIRTIO_BLK_S_OK, n + 1);
 		return;
 	}
 	default:
-		blk_finish(b, req, VIRTIO_BLK_S_UNSUPP, 1);
+		blk_finish(q, req, VIRTIO_BLK_S_UNSUPP, 1);
 		return;
 	}
 
 	if ((hdr.type == VIRTIO_BLK_T_IN || hdr.type == VIRTIO_BLK_T_OUT) && !len) {
-		blk_finish(b, req, VIRTIO_BLK_S_OK, req->used_len);
+		blk_finish(q, req, VIRTIO_BLK_S_OK, req->used_len);
 		return;
 	}
-	sqe = blk_get_sqe(b);
+	sqe = blk_get_sqe(q);
 	if (!sqe)
 		goto ioerr;
 	req->expected = len;
@@ -246,59 +270,60 @@ static void blk_handle(struct blk_dev *b, struct blk_req *req)
 	else
 		io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
 	io_uring_sqe_set_data(sqe, req);
-	b->inflight++;
+	q->inflight++;
 	return;
 ioerr:
-	blk_finish(b, req, VIRTIO_BLK_S_IOERR, 1);
+	blk_finish(q, req, VIRTIO_BLK_S_IOERR, 1);
 }
 
-static void blk_io_done(struct blk_dev *b, struct blk_req *req, int res)
+static void blk_io_done(struct blk_queue *q, struct blk_req *req, int res)
 {
-	b->inflight--;
+	q->inflight--;
 	if (res < 0 || (u64)res != req->expected) {
 		if (res < 0)
-			pr_guest_once("%s: backend I/O failed: %s", b->name, strerror(-res));
-		blk_finish(b, req, VIRTIO_BLK_S_IOERR, 1);
+			pr_guest_once("%s: backend I/O failed: %s", q->b->name, strerror(-res));
+		blk_finish(q, req, VIRTIO_BLK_S_IOERR, 1);
 	} else {
-		blk_finish(b, req, VIRTIO_BLK_S_OK, req->used_len);
+		blk_finish(q, req, VIRTIO_BLK_S_OK, req->used_len);
 	}
 }
 
 /* Take every available chain; called with the lock held. */
-static void blk_process(struct blk_dev *b)
+static void blk_process(struct blk_queue *q)
 {
-	if (!b->active || b->broken)
+	if (!q->active || q->broken)
 		return;
 	do {
-		virtq_disable_kicks(&b->vr);
+		virtq_disable_kicks(&q->vr);
 		for (;;) {
 			struct blk_req *req;
 			int r;
 
 			/* All slots busy: completions call us again. */
-			if (!b->nfree)
+			if (!q->nfree)
 				return;
-			req = &b->reqs[b->free[b->nfree - 1]];
-			r = virtq_pop(&b->vr, &req->chain);
+			req = &q->reqs[q->free[q->nfree - 1]];
+			r = virtq_pop(&q->vr, &req->chain);
 			if (!r)
 				break;
-			if (r < 0 || b->head_busy[req->chain.head]) {
+			if (r < 0 || q->head_busy[req->chain.head]) {
 				if (r > 0)
 					pr_guest_once("%s: descriptor head reused while in flight",
-						      b->name);
-				blk_broken(b);
+						      q->name);
+				blk_broken(q);
 				return;
 			}
-			b->nfree--;
-			b->head_busy[req->chain.head] = true;
-			blk_handle(b, req);
+			q->nfree--;
+			q->head_busy[req->chain.head] = true;
+			q->requests++;
+			blk_handle(q, req);
 		}
-	} while (virtq_enable_kicks(&b->vr));
+	} while (virtq_enable_kicks(&q->vr));
 }
 
-static int blk_arm_poll(struct blk_dev *b, int fd, u64 tag)
+static int blk_arm_poll(struct blk_queue *q, int fd, u64 tag)
 {
-	struct io_uring_sqe *sqe = blk_get_sqe(b);
+	struct io_uring_sqe *sqe = blk_get_sqe(q);
 
 	if (!sqe)
 		return -EBUSY;
@@ -309,13 +334,14 @@ static int blk_arm_poll(struct blk_dev *b, int fd, u64 tag)
 
 static void *blk_io_thread(void *arg)
 {
-	struct blk_dev *b = arg;
-	int kick_fd = b->vdev.vq[0].kick_fd;
+	struct blk_queue *q = arg;
+	struct blk_dev *b = q->b;
+	int kick_fd = b->vdev.vq[q->index].kick_fd;
 	bool stop = false;
 
-	blk_arm_poll(b, kick_fd, TAG_KICK);
-	blk_arm_poll(b, b->stop_fd, TAG_STOP);
-	io_uring_submit(&b->ring);
+	blk_arm_poll(q, kick_fd, TAG_KICK);
+	blk_arm_poll(q, b->stop_fd, TAG_STOP);
+	io_uring_submit(&q->ring);
 
 	while (!stop) {
 		struct io_uring_cqe *cqe;
@@ -323,22 +349,22 @@ static void *blk_io_thread(void *arg)
 		unsigned int head, n = 0;
 		int r;
 
-		r = io_uring_wait_cqe(&b->ring, &cqe);
+		r = io_uring_wait_cqe(&q->ring, &cqe);
 		if (r == -EINTR)
 			continue;
 		if (r < 0) {
-			pr_err("%s: io_uring: %s", b->name, strerror(-r));
+			pr_err("%s: io_uring: %s", q->name, strerror(-r));
 			vm_request_stop(b->vdev.vm, VMLAUNCH_EXIT_ERROR);
 			/* Nobody completes what is in flight now: let a reset go on. */
-			pthread_mutex_lock(&b->lock);
-			b->dead = true;
-			pthread_cond_broadcast(&b->idle);
-			pthread_mutex_unlock(&b->lock);
+			pthread_mutex_lock(&q->lock);
+			q->dead = true;
+			pthread_cond_broadcast(&q->idle);
+			pthread_mutex_unlock(&q->lock);
 			break;
 		}
 
-		pthread_mutex_lock(&b->lock);
-		io_uring_for_each_cqe(&b->ring, head, cqe) {
+		pthread_mutex_lock(&q->lock);
+		io_uring_for_each_cqe(&q->ring, head, cqe) {
 			u64 tag = io_uring_cqe_get_data64(cqe);
 
 			n++;
@@ -347,59 +373,86 @@ static void *blk_io_thread(void *arg)
 			else if (tag == TAG_STOP)
 				stop = true;
 			else
-				blk_io_done(b, (struct blk_req *)(uintptr_t)tag, cqe->res);
+				blk_io_done(q, (struct blk_req *)(uintptr_t)tag, cqe->res);
 		}
-		io_uring_cq_advance(&b->ring, n);
+		io_uring_cq_advance(&q->ring, n);
 		if (kicked) {
 			eventfd_drain(kick_fd);
-			blk_arm_poll(b, kick_fd, TAG_KICK);
+			blk_arm_poll(q, kick_fd, TAG_KICK);
 		}
-		blk_process(b);
-		if (b->pushed && b->active && !b->broken && virtq_should_notify(&b->vr))
+		blk_process(q);
+		if (q->pushed && q->active && !q->broken && virtq_should_notify(&q->vr))
 			virtio_notify(&b->vdev, VIRTIO_ISR_USED);
-		b->pushed = false;
-		if (!b->inflight)
-			pthread_cond_broadcast(&b->idle);
-		pthread_mutex_unlock(&b->lock);
-		io_uring_submit(&b->ring);
+		q->pushed = false;
+		if (!q->inflight)
+			pthread_cond_broadcast(&q->idle);
+		pthread_mutex_unlock(&q->lock);
+		io_uring_submit(&q->ring);
 	}
 	return NULL;
 }
 
-static int blk_user_activate(struct virtio_dev *vdev)
+/* Queue 0 must be ready; the others are served if the driver made them so. */
+static bool blk_queues_ready(struct blk_dev *b)
 {
-	struct blk_dev *b = to_blk(vdev);
-	int r;
+	if (b->vdev.vq[0].ready)
+		return true;
+	pr_guest_once("%s: DRIVER_OK without queue 0 ready", b->name);
+	return false;
+}
 
-	if (!vdev->vq[0].ready) {
-		pr_guest_once("%s: DRIVER_OK without a ready queue", b->name);
-		return -EINVAL;
-	}
-	pthread_mutex_lock(&b->lock);
-	r = virtq_init(&b->vr, vdev->vm, &vdev->vq[0], vdev->acked);
-	if (!r) {
-		b->active = true;
-		b->broken = false;
-		b->pushed = false;
-	} else {
-		pr_guest_once("%s: queue 0 is misaligned or outside guest memory", b->name);
-	}
-	pthread_mutex_unlock(&b->lock);
-	/* Requests queued before DRIVER_OK had their kick already. */
-	if (!r)
-		eventfd_signal(vdev->vq[0].kick_fd);
-	return r;
+static void blk_user_stop(struct blk_queue *q)
+{
+	pthread_mutex_lock(&q->lock);
+	q->active = false;
+	while (q->inflight && !q->dead)
+		pthread_cond_wait(&q->idle, &q->lock);
+	pthread_mutex_unlock(&q->lock);
 }
 
 static void blk_user_reset(struct virtio_dev *vdev)
 {
 	struct blk_dev *b = to_blk(vdev);
+	unsigned int i;
 
-	pthread_mutex_lock(&b->lock);
-	b->active = false;
-	while (b->inflight && !b->dead)
-		pthread_cond_wait(&b->idle, &b->lock);
-	pthread_mutex_unlock(&b->lock);
+	for (i = 0; i < vdev->nqueues; i++)
+		blk_user_stop(&b->q[i]);
+}
+
+static int blk_user_activate(struct virtio_dev *vdev)
+{
+	struct blk_dev *b = to_blk(vdev);
+	unsigned int i;
+	int r = 0;
+
+	if (!blk_queues_ready(b))
+		return -EINVAL;
+	for (i = 0; i < vdev->nqueues && !r; i++) {
+		struct blk_queue *q = &b->q[i];
+
+		if (!vdev->vq[i].ready)
+			continue;
+		pthread_mutex_lock(&q->lock);
+		r = virtq_init(&q->vr, vdev->vm, &vdev->vq[i], vdev->acked);
+		if (!r) {
+			q->active = true;
+			q->broken = false;
+			q->pushed = false;
+		} else {
+			pr_guest_once("%s: queue %u is misaligned or outside guest memory",
+				      b->name, i);
+		}
+		pthread_mutex_unlock(&q->lock);
+	}
+	if (r) {
+		blk_user_reset(vdev);
+		return r;
+	}
+	/* Requests queued before DRIVER_OK had their kick already. */
+	for (i = 0; i < vdev->nqueues; i++)
+		if (vdev->vq[i].ready)
+			eventfd_signal(vdev->vq[i].kick_fd);
+	return 0;
 }
 
 static const struct virtio_dev_ops blk_user_ops = {
@@ -408,54 +461,80 @@ static const struct virtio_dev_ops blk_user_ops = {
 	.reset = blk_user_reset,
 };
 
+static int blk_queue_init(struct blk_dev *b, unsigned int index)
+{
+	struct blk_queue *q = &b->q[index];
+	unsigned int i;
+	int r;
+
+	q->reqs = calloc(VIRTQ_MAX_SIZE, sizeof(*q->reqs));
+	if (!q->reqs)
+		return -ENOMEM;
+	for (i = 0; i < VIRTQ_MAX_SIZE; i++)
+		q->free[i] = VIRTQ_MAX_SIZE - 1 - i;
+	q->nfree = VIRTQ_MAX_SIZE;
+	r = io_uring_queue_init(BLK_RING_ENTRIES, &q->ring, 0);
+	if (r) {
+		pr_err("%s: io_uring_queue_init: %s", q->name, strerror(-r));
+		return r;
+	}
+	q->ring_ready = true;
+	r = pthread_create(&q->thread, NULL, blk_io_thread, q);
+	if (r)
+		return -r;
+	q->thread_started = true;
+	pthread_setname_np(q->thread, q->name);
+	return 0;
+}
+
 static int blk_user_init(struct blk_dev *b)
 {
 	unsigned int i;
 	int r;
 
-	b->reqs = calloc(VIRTQ_MAX_SIZE, sizeof(*b->reqs));
-	if (!b->reqs)
-		return -ENOMEM;
-	for (i = 0; i < VIRTQ_MAX_SIZE; i++)
-		b->free[i] = VIRTQ_MAX_SIZE - 1 - i;
-	b->nfree = VIRTQ_MAX_SIZE;
 	b->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (b->stop_fd < 0)
 		return -errno;
-	r = io_uring_queue_init(BLK_RING_ENTRIES, &b->ring, 0);
-	if (r) {
-		pr_err("%s: io_uring_queue_init: %s", b->name, strerror(-r));
-		return r;
+	for (i = 0; i < b->vdev.nqueues; i++) {
+		r = blk_queue_init(b, i);
+		if (r)
+			return r;
 	}
-	b->ring_ready = true;
-	r = pthread_create(&b->thread, NULL, blk_io_thread, b);
-	if (r)
-		return -r;
-	b->thread_started = true;
-	pthread_setname_np(b->thread, b->name);
 	return 0;
 }
 
 /* ---- vhost backend ---------------------------------------------------------------- */
 
-static int blk_vhost_activate(struct virtio_dev *vdev)
+static void blk_vhost_reset(struct virtio_dev *vdev)
 {
 	struct blk_dev *b = to_blk(vdev);
-	struct vhost_vring_file backend = { .index = 0, .fd = b->fd };
+	unsigned int i;
+
+	/* Detaching waits for requests in flight and stops the ring. */
+	for (i = 0; i < vdev->nqueues; i++) {
+		struct vhost_vring_file backend = { .index = i, .fd = -1 };
+
+		if (!b->vring_set[i])
+			continue;
+		if (ioctl(b->vhost.fd, VHOST_BLK_SET_BACKEND, &backend) < 0)
+			pr_err("%s: VHOST_BLK_SET_BACKEND %u -1: %s", b->name, i,
+			       strerror(errno));
+		b->vring_set[i] = false;
+	}
+}
+
+static int blk_vhost_start_queue(struct blk_dev *b, unsigned int index)
+{
+	struct virtio_dev *vdev = &b->vdev;
+	struct vhost_vring_file backend = { .index = index, .fd = b->fd };
 	int r;
 
-	if (!vdev->vq[0].ready) {
-		pr_guest_once("%s: DRIVER_OK without a ready queue", b->name);
-		return -EINVAL;
-	}
-	r = vhost_set_features(&b->vhost, vdev->acked);
-	if (!r)
-		r = vhost_setup_vring(&b->vhost, vdev->vm, 0, &vdev->vq[0], vdev->acked,
-				      vdev->call_fd, b->err_fd);
+	r = vhost_setup_vring(&b->vhost, vdev->vm, index, &vdev->vq[index], vdev->acked,
+			      vdev->call_fd, b->err_fd);
 	if (r)
 		return r;
 	if (b->cfg->poll_us) {
-		struct vhost_vring_state poll = { .index = 0, .num = b->cfg->poll_us };
+		struct vhost_vring_state poll = { .index = index, .num = b->cfg->poll_us };
 
 		if (ioctl(b->vhost.fd, VHOST_SET_VRING_BUSYLOOP_TIMEOUT, &poll) < 0) {
 			r = -errno;
@@ -466,33 +545,46 @@ static int blk_vhost_activate(struct virtio_dev *vdev)
 	}
 	if (ioctl(b->vhost.fd, VHOST_BLK_SET_BACKEND, &backend) < 0) {
 		r = -errno;
-		pr_err("%s: VHOST_BLK_SET_BACKEND: %s", b->name, strerror(-r));
+		pr_err("%s: VHOST_BLK_SET_BACKEND %u: %s", b->name, index, strerror(-r));
 		return r;
 	}
+	b->vring_set[index] = true;
 	/* Kicks that came before the ring was attached. */
-	eventfd_signal(vdev->vq[0].kick_fd);
+	eventfd_signal(vdev->vq[index].kick_fd);
 	return 0;
 }
 
-static void blk_vhost_reset(struct virtio_dev *vdev)
+static int blk_vhost_activate(struct virtio_dev *vdev)
 {
 	struct blk_dev *b = to_blk(vdev);
-	struct vhost_vring_file backend = { .index = 0, .fd = -1 };
+	unsigned int i;
+	int r;
 
-	/* Detaching waits for requests in flight and stops the ring. */
-	if (ioctl(b->vhost.fd, VHOST_BLK_SET_BACKEND, &backend) < 0)
-		pr_err("%s: VHOST_BLK_SET_BACKEND -1: %s", b->name, strerror(errno));
+	if (!blk_queues_ready(b))
+		return -EINVAL;
+	r = vhost_set_features(&b->vhost, vdev->acked);
+	for (i = 0; i < vdev->nqueues && !r; i++)
+		if (vdev->vq[i].ready)
+			r = blk_vhost_start_queue(b, i);
+	if (r)
+		blk_vhost_reset(vdev);
+	return r;
 }
 
 /* Main thread: the kernel stopped the ring because the guest broke a rule. */
 static void blk_vhost_ring_error(void *opaque)
 {
 	struct blk_dev *b = opaque;
-	struct vhost_blk_stats stats = { .index = 0 };
+	unsigned int i;
 
 	eventfd_drain(b->err_fd);
-	if (ioctl(b->vhost.fd, VHOST_BLK_GET_STATS, &stats) == 0)
-		pr_debug("%s: vhost ring broken, last error %d", b->name, stats.last_error);
+	for (i = 0; i < b->vdev.nqueues; i++) {
+		struct vhost_blk_stats stats = { .index = i };
+
+		if (ioctl(b->vhost.fd, VHOST_BLK_GET_STATS, &stats) == 0 && stats.broken)
+			pr_debug("%s: vhost ring %u broken, last error %d", b->name, i,
+				 stats.last_error);
+	}
 	virtio_needs_reset(&b->vdev);
 }
 
@@ -506,11 +598,29 @@ static int blk_vhost_init(struct blk_dev *b)
 {
 	struct vhost_blk_serial serial = { 0 };
 	const u64 needed = 1ULL << VIRTIO_F_VERSION_1;
+	unsigned int i;
 	int r;
 
 	r = vhost_open(&b->vhost, "/dev/vhost-blk", b->vdev.vm);
 	if (r)
 		return r;
+	/* The queues run in parallel, as the userspace backend's threads do. */
+	for (i = 1; i < b->vdev.nqueues; i++) {
+		struct vhost_worker_state worker = { 0 };
+		struct vhost_vring_worker attach = { .index = i };
+
+		if (ioctl(b->vhost.fd, VHOST_NEW_WORKER, &worker) < 0) {
+			r = -errno;
+			pr_err("%s: VHOST_NEW_WORKER for queue %u: %s", b->name, i, strerror(-r));
+			return r;
+		}
+		attach.worker_id = worker.worker_id;
+		if (ioctl(b->vhost.fd, VHOST_ATTACH_VRING_WORKER, &attach) < 0) {
+			r = -errno;
+			pr_err("%s: VHOST_ATTACH_VRING_WORKER %u: %s", b->name, i, strerror(-r));
+			return r;
+		}
+	}
 	b->err_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (b->err_fd < 0)
 		return -errno;
@@ -566,6 +676,7 @@ struct blk_dev *blk_create(struct vm *vm, const struct disk_config *cfg, unsigne
 			   struct acpi_device_info *info)
 {
 	struct blk_dev *b = calloc(1, sizeof(*b));
+	unsigned int i;
 	int r;
 
 	if (!b)
@@ -573,8 +684,18 @@ struct blk_dev *blk_create(struct vm *vm, const struct disk_config *cfg, unsigne
 	b->cfg = cfg;
 	b->fd = b->stop_fd = b->vhost.fd = b->err_fd = -1;
 	snprintf(b->name, sizeof(b->name), "vd%c", 'a' + index);
-	pthread_mutex_init(&b->lock, NULL);
-	pthread_cond_init(&b->idle, NULL);
+	for (i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		struct blk_queue *q = &b->q[i];
+
+		q->b = b;
+		q->index = i;
+		if (cfg->queues > 1)
+			snprintf(q->name, sizeof(q->name), "%s.%u", b->name, i);
+		else
+			snprintf(q->name, sizeof(q->name), "%s", b->name);
+		pthread_mutex_init(&q->lock, NULL);
+		pthread_cond_init(&q->idle, NULL);
+	}
 
 	r = blk_open_backing(b);
 	if (r)
@@ -583,13 +704,15 @@ struct blk_dev *blk_create(struct vm *vm, const struct disk_config *cfg, unsigne
 	b->config.capacity = b->size >> SECTOR_SHIFT;
 	b->config.seg_max = BLK_SEG_MAX;
 	b->config.blk_size = SECTOR_SIZE;
+	b->config.num_queues = cfg->queues;
 
 	b->vdev.name = b->name;
 	b->vdev.vm = vm;
 	b->vdev.device_id = VIRTIO_ID_BLOCK;
-	b->vdev.features = BLK_FEATURES | (cfg->ro ? 1ULL << VIRTIO_BLK_F_RO : 0);
+	b->vdev.features = BLK_FEATURES | (cfg->ro ? 1ULL << VIRTIO_BLK_F_RO : 0) |
+			   (cfg->queues > 1 ? 1ULL << VIRTIO_BLK_F_MQ : 0);
 	b->vdev.config_size = sizeof(b->config);
-	b->vdev.nqueues = 1;
+	b->vdev.nqueues = cfg->queues;
 	b->vdev.ops = cfg->backend == DISK_VHOST ? &blk_vhost_ops : &blk_user_ops;
 
 	/* The transport creates the kick and call eventfds both backends use. */
@@ -601,8 +724,8 @@ struct blk_dev *blk_create(struct vm *vm, const struct disk_config *cfg, unsigne
 	r = cfg->backend == DISK_VHOST ? blk_vhost_init(b) : blk_user_init(b);
 	if (r)
 		goto fail;
-	pr_debug("%s: %s, %llu sectors, %s backend%s", b->name, cfg->path,
-		 (unsigned long long)b->config.capacity,
+	pr_debug("%s: %s, %llu sectors, %u queue%s, %s backend%s", b->name, cfg->path,
+		 (unsigned long long)b->config.capacity, cfg->queues, cfg->queues > 1 ? "s" : "",
 		 cfg->backend == DISK_VHOST ? "vhost" : "user", cfg->ro ? ", read-only" : "");
 	return b;
 fail:
@@ -610,20 +733,51 @@ fail:
 	return NULL;
 }
 
+/* With --verbose: how the requests spread over the queues. */
+static void blk_print_requests(struct blk_dev *b)
+{
+	unsigned int i;
+
+	if (!vmlaunch_verbose)
+		return;
+	for (i = 0; i < b->vdev.nqueues; i++) {
+		struct vhost_blk_stats stats = { .index = i };
+		u64 requests = b->q[i].requests;
+
+		if (b->cfg->backend == DISK_VHOST) {
+			if (ioctl(b->vhost.fd, VHOST_BLK_GET_STATS, &stats) < 0)
+				continue;
+			requests = stats.requests;
+		}
+		pr_debug("%s: queue %u: %llu requests", b->name, i, (unsigned long long)requests);
+	}
+}
+
 /* After the vCPUs have stopped. */
 void blk_destroy(struct blk_dev *b)
 {
+	unsigned int i;
+
 	if (!b)
 		return;
-	/* Reset with the I/O thread alive: it completes what is in flight. */
+	/* Reset with the I/O threads alive: they complete what is in flight. */
 	virtio_mmio_reset(&b->vdev);
-	if (b->thread_started) {
-		eventfd_signal(b->stop_fd);
-		pthread_join(b->thread, NULL);
+	for (i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		if (b->q[i].thread_started) {
+			eventfd_signal(b->stop_fd);
+			pthread_join(b->q[i].thread, NULL);
+		}
 	}
+	if (b->vhost.fd >= 0 || b->cfg->backend == DISK_USER)
+		blk_print_requests(b);
 	virtio_mmio_remove(&b->vdev);
-	if (b->ring_ready)
-		io_uring_queue_exit(&b->ring);
+	for (i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		if (b->q[i].ring_ready)
+			io_uring_queue_exit(&b->q[i].ring);
+		free(b->q[i].reqs);
+		pthread_cond_destroy(&b->q[i].idle);
+		pthread_mutex_destroy(&b->q[i].lock);
+	}
 	vhost_close(&b->vhost);
 	if (b->err_fd >= 0)
 		close(b->err_fd);
@@ -631,8 +785,5 @@ void blk_destroy(struct blk_dev *b)
 		close(b->stop_fd);
 	if (b->fd >= 0)
 		close(b->fd);
-	free(b->reqs);
-	pthread_cond_destroy(&b->idle);
-	pthread_mutex_destroy(&b->lock);
 	free(b);
 }

@@ -55,8 +55,10 @@ static void usage(FILE *out)
 "                       cache, as QEMU's cache=none), poll=USEC (vhost: the\n"
 "                       kernel worker polls the ring that long before it\n"
 "                       sleeps, as QEMU's iothread polls; default 0, off),\n"
-"                       serial=ID (GET_ID answer, up to 20 bytes; default:\n"
-"                       the file's name)\n"
+"                       queues=N (request queues, 1 to 8, default 1, each\n"
+"                       served by its own thread or vhost worker; Linux uses\n"
+"                       one per vCPU), serial=ID (GET_ID answer, up to 20\n"
+"                       bytes; default: the file's name)\n"
 "  --net TAP[,OPT]...   a virtio-net NIC on a tap (up to %d; at most %d disks\n"
 "                       and NICs together). TAP is tap=NAME (attach to that\n"
 "                       tap, created if missing) or tapfd=N (an open tap fd,\n"
@@ -129,6 +131,7 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 		usage_error("--disk: no file given");
 	d->path = path;
 	d->backend = DISK_USER;
+	d->queues = 1;
 	while ((opt = strtok_r(NULL, ",", &save))) {
 		if (!strcmp(opt, "vhost")) {
 			d->backend = DISK_VHOST;
@@ -143,13 +146,18 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 				usage_error("--disk %s: poll=%s: expected microseconds, 0 to %d",
 					    path, opt + 5, DISK_POLL_MAX_US);
 			poll_set = true;
+		} else if (!strncmp(opt, "queues=", 7)) {
+			if (parse_uint(opt + 7, &d->queues) || !d->queues ||
+			    d->queues > DISK_MAX_QUEUES)
+				usage_error("--disk %s: queues=%s: expected 1 to %d",
+					    path, opt + 7, DISK_MAX_QUEUES);
 		} else if (!strncmp(opt, "serial=", 7)) {
 			if (strlen(opt + 7) > VIRTIO_BLK_SERIAL_LEN)
 				usage_error("--disk %s: serial '%s' is longer than %d bytes",
 					    path, opt + 7, VIRTIO_BLK_SERIAL_LEN);
 			strcpy(d->serial, opt + 7);
 		} else {
-			usage_error("--disk %s: unknown option '%s' (use user, vhost, ro, direct, poll=USEC, serial=ID)",
+			usage_error("--disk %s: unknown option '%s' (use user, vhost, ro, direct, poll=USEC, queues=N, serial=ID)",
 				    path, opt);
 		}
 	}

@@ -22,7 +22,7 @@
 
 #include "vmlaunch.h"
 
-#define VIRTIO_MAX_QUEUES	4
+#define VIRTIO_MAX_QUEUES	8
 #define VIRTQ_MAX_SIZE		256	/* QueueNumMax of every queue */
 
 struct virtio_dev;

@@ -77,6 +77,7 @@ double vmlaunch_elapsed(void);
 #define VMLAUNCH_MAX_DISKS	8	/* one IOAPIC pin each, GSIs 16..23 */
 /* A worker that spins longer than this between requests only burns a CPU. */
 #define DISK_POLL_MAX_US	100000
+#define DISK_MAX_QUEUES		8	/* VIRTIO_MAX_QUEUES */
 #define VMLAUNCH_MAX_NETS	4
 #define VMLAUNCH_MAX_VIRTIO	8	/* virtio devices together: GSIs 16..23 */
 #define VIRTIO_BLK_SERIAL_LEN	20
@@ -92,6 +93,7 @@ struct disk_config {
 	bool ro;
 	bool direct;		/* O_DIRECT: no host page cache (cache=none) */
 	unsigned int poll_us;	/* vhost: the worker's busy-loop timeout, 0 = off */
+	unsigned int queues;	/* request queues, 1 to DISK_MAX_QUEUES */
 	char serial[VIRTIO_BLK_SERIAL_LEN + 1];
 };
 

@@ -62,6 +62,7 @@ TESTS=(
 	disk_write_user_backend
 	reboot_with_two_cpus_exits_3
 	disk_write_vhost_backend
+	disk_queues_each_carry_requests
 	read_only_disks_refuse_writes
 	sigterm_exits_4
 	threads_are_named_for_their_roles
@@ -576,12 +577,14 @@ test_virtio_console_carries_both_ways() {
 # DISK_OPTS (",opt,...").
 disk_write() {
 	local backend=$1 name=disk_write_$1 img=$WORK/disk-$1.img serial=vmlaunch-$1 want=0
+	local queues=1
 	shift
 	make_disk "$img" || return 1
 	[[ " $* " == *" kvmx.end=reboot "* ]] && want=3
+	[[ ${DISK_OPTS:-} =~ ,queues=([0-9]+) ]] && queues=${BASH_REMATCH[1]}
 	run_vm "$name" "$@" --disk "$img,$backend${DISK_OPTS:-},serial=$serial"
 	expect_rc $want "$WORK/$name.log" || return 1
-	expect_line "$WORK/$name.log" "KVMX-TEST: vda size 16384 ro 0" \
+	expect_line "$WORK/$name.log" "KVMX-TEST: vda size 16384 ro 0" "KVMX-TEST: vda queues $queues" \
 		"KVMX-TEST: vda serial $serial" "KVMX-TEST: vda read ok" \
 		"KVMX-TEST: vda write ok" "KVMX-TEST: vda readback ok" || return 1
 	if ! same_bytes "$img" $PATTERN_SIZE; then
@@ -599,10 +602,12 @@ disk_write() {
 	diag "boot, write, flush, stop: $SECS s"
 }
 
-# This guest has two vCPUs and reboots at the end (see the next test).
+# This guest has two vCPUs and reboots at the end (see the next test), and
+# its disk a queue per vCPU (see disk_queues_each_carry_requests).
 test_disk_write_user_backend() {
 	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
-	disk_write user --cpus 2 --cmdline "$CMDLINE kvmx.test=disk-write kvmx.end=reboot"
+	DISK_OPTS=,queues=2 disk_write user --cpus 2 -v \
+		--cmdline "$CMDLINE kvmx.test=disk-write kvmx.end=reboot"
 }
 
 test_reboot_with_two_cpus_exits_3() {
@@ -625,7 +630,37 @@ test_disk_write_vhost_backend() {
 	[ -z "$VHOST_SKIP" ] || { SKIP_REASON=$VHOST_SKIP; return 4; }
 	# With the worker busy-polling the ring between requests (poll=), the
 	# path QEMU-like setups use; a refused busy-loop ioctl fails the boot.
-	DISK_OPTS=,poll=20 disk_write vhost --mem 3200M --cmdline "$CMDLINE kvmx.test=disk-write"
+	# Two vCPUs, a queue each, a worker each.
+	DISK_OPTS=,poll=20,queues=2 disk_write vhost --mem 3200M --cpus 2 -v \
+		--cmdline "$CMDLINE kvmx.test=disk-write"
+}
+
+# The two disk_write guests above: a disk with queues=2 on two vCPUs, the
+# reads on one CPU and the write on the other. Each queue must have served
+# requests (vmlaunch -v counts them per queue: its own threads' for user,
+# VHOST_BLK_GET_STATS for vhost), or blk-mq's second queue went unused or
+# unserved.
+test_disk_queues_each_carry_requests() {
+	local name log q n checked=0
+	for name in disk_write_user disk_write_vhost; do
+		ran "$name" || continue
+		log=$WORK/$name.log
+		for q in 0 1; do
+			n=$(sed -n "s/.*vda: queue $q: \([0-9]*\) requests.*/\1/p" "$log")
+			if [ -z "$n" ] || [ "$n" = 0 ]; then
+				diag "$name: queue $q served ${n:-no} requests"
+				show_log "$log"
+				return 1
+			fi
+			diag "$name: queue $q served $n requests"
+		done
+		if grep -q "vda: queue 2:" "$log"; then
+			diag "$name: vmlaunch counted a third queue on a queues=2 disk"
+			return 1
+		fi
+		checked=$((checked + 1))
+	done
+	[ $checked -gt 0 ] || { SKIP_REASON="no disk_write guest booted"; return 4; }
 }
 
 test_read_only_disks_refuse_writes() {
