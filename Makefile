@@ -78,6 +78,7 @@ bench:
 	$(REPO)/bench/run
 	$(REPO)/bench/boot
 	$(REPO)/bench/guest-blk
+	$(REPO)/bench/guest-blk --guest-poll
 	$(REPO)/bench/guest-net
 
 # Boot time and memory only: vmlaunch vs QEMU -M microvm.
