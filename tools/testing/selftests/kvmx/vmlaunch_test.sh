@@ -781,6 +781,9 @@ test_bad_arguments_exit_2() {
 		--kernel "$k" --disk "$disk,vhost,poll=100001" || ok=1
 	bad_args "poll=32us: expected microseconds, 0 to 100000" \
 		--kernel "$k" --disk "$disk,vhost,poll=32us" || ok=1
+	bad_args "queues=0: expected 1 to 8" --kernel "$k" --disk "$disk,queues=0" || ok=1
+	bad_args "queues=9: expected 1 to 8" --kernel "$k" --disk "$disk,vhost,queues=9" || ok=1
+	bad_args "queues=two: expected 1 to 8" --kernel "$k" --disk "$disk,queues=two" || ok=1
 	bad_args "too many disks (at most 8)" --kernel "$k" "${many[@]}" || ok=1
 	bad_args "--initrd $WORK/none.cpio: No such file or directory" \
 		--kernel "$k" --initrd "$WORK/none.cpio" || ok=1
