@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -288,8 +289,12 @@ static void blk_io_done(struct blk_queue *q, struct blk_req *req, int res)
 	}
 }
 
-/* Take every available chain; called with the lock held. */
-static void blk_process(struct blk_queue *q)
+/*
+ * Take every available chain; called with the lock held. Kicks are back on
+ * when it returns, unless @keep_kicks_off: the caller then polls the ring
+ * (blk_poll()) and turns them on when it stops.
+ */
+static void blk_process(struct blk_queue *q, bool keep_kicks_off)
 {
 	if (!q->active || q->broken)
 		return;
@@ -318,7 +323,48 @@ static void blk_process(struct blk_queue *q)
 			q->requests++;
 			blk_handle(q, req);
 		}
-	} while (virtq_enable_kicks(&q->vr));
+	} while (!keep_kicks_off && virtq_enable_kicks(&q->vr));
+}
+
+static u64 blk_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/*
+ * poll=USEC: spin, kicks off, until the driver adds a request, an I/O
+ * completes or USEC pass, as QEMU's iothread polls: a request that comes
+ * meanwhile costs the guest no kick (a VM exit) and the thread no wakeup.
+ * True if there is work; false after turning kicks back on with nothing
+ * new (or if the queue stopped), when the thread may sleep.
+ */
+static bool blk_poll(struct blk_queue *q, unsigned int usec)
+{
+	u64 end = blk_now_ns() + usec * 1000ULL;
+	bool work = false;
+
+	do {
+		if (io_uring_cq_ready(&q->ring))
+			return true;
+		pthread_mutex_lock(&q->lock);
+		if (!q->active || q->broken) {
+			pthread_mutex_unlock(&q->lock);
+			return false;
+		}
+		work = virtq_has_avail(&q->vr);
+		pthread_mutex_unlock(&q->lock);
+		if (work)
+			return true;
+		__builtin_ia32_pause();
+	} while (blk_now_ns() < end);
+	pthread_mutex_lock(&q->lock);
+	if (q->active && !q->broken)
+		work = virtq_enable_kicks(&q->vr);
+	pthread_mutex_unlock(&q->lock);
+	return work;
 }
 
 static int blk_arm_poll(struct blk_queue *q, int fd, u64 tag)
@@ -337,7 +383,8 @@ static void *blk_io_thread(void *arg)
 	struct blk_queue *q = arg;
 	struct blk_dev *b = q->b;
 	int kick_fd = b->vdev.vq[q->index].kick_fd;
-	bool stop = false;
+	unsigned int poll_us = b->cfg->poll_us;
+	bool stop = false, work = false;
 
 	blk_arm_poll(q, kick_fd, TAG_KICK);
 	blk_arm_poll(q, b->stop_fd, TAG_STOP);
@@ -345,11 +392,13 @@ static void *blk_io_thread(void *arg)
 
 	while (!stop) {
 		struct io_uring_cqe *cqe;
-		bool kicked = false;
+		bool kicked = false, polling;
 		unsigned int head, n = 0;
 		int r;
 
-		r = io_uring_wait_cqe(&q->ring, &cqe);
+		/* After a poll that found work, take it without sleeping. */
+		r = work ? 0 : io_uring_wait_cqe(&q->ring, &cqe);
+		work = false;
 		if (r == -EINTR)
 			continue;
 		if (r < 0) {
@@ -380,7 +429,8 @@ static void *blk_io_thread(void *arg)
 			eventfd_drain(kick_fd);
 			blk_arm_poll(q, kick_fd, TAG_KICK);
 		}
-		blk_process(q);
+		polling = poll_us && q->active && !q->broken;
+		blk_process(q, polling);
 		if (q->pushed && q->active && !q->broken && virtq_should_notify(&q->vr))
 			virtio_notify(&b->vdev, VIRTIO_ISR_USED);
 		q->pushed = false;
@@ -388,6 +438,8 @@ static void *blk_io_thread(void *arg)
 			pthread_cond_broadcast(&q->idle);
 		pthread_mutex_unlock(&q->lock);
 		io_uring_submit(&q->ring);
+		if (polling && !stop)
+			work = blk_poll(q, poll_us);
 	}
 	return NULL;
 }

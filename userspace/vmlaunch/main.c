@@ -52,13 +52,13 @@ static void usage(FILE *out)
 "                       options: user (I/O thread in vmlaunch, the default),\n"
 "                       vhost (/dev/vhost-blk in the kernel), ro (read-only),\n"
 "                       direct (open it O_DIRECT, bypassing the host's page\n"
-"                       cache, as QEMU's cache=none), poll=USEC (vhost: the\n"
-"                       kernel worker polls the ring that long before it\n"
-"                       sleeps, as QEMU's iothread polls; default 0, off),\n"
-"                       queues=N (request queues, 1 to 8, default 1, each\n"
-"                       served by its own thread or vhost worker; Linux uses\n"
-"                       one per vCPU), serial=ID (GET_ID answer, up to 20\n"
-"                       bytes; default: the file's name)\n"
+"                       cache, as QEMU's cache=none), poll=USEC (the I/O\n"
+"                       thread or vhost worker polls the ring that long\n"
+"                       before it sleeps, as QEMU's iothread polls; default\n"
+"                       0, off), queues=N (request queues, 1 to 8, default\n"
+"                       1, each served by its own thread or vhost worker;\n"
+"                       Linux uses one per vCPU), serial=ID (GET_ID answer,\n"
+"                       up to 20 bytes; default: the file's name)\n"
 "  --net TAP[,OPT]...   a virtio-net NIC on a tap (up to %d; at most %d disks\n"
 "                       and NICs together). TAP is tap=NAME (attach to that\n"
 "                       tap, created if missing) or tapfd=N (an open tap fd,\n"
@@ -118,7 +118,6 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 {
 	struct disk_config *d;
 	char *opt, *save = NULL, *path;
-	bool poll_set = false;
 
 	if (cfg->ndisks >= VMLAUNCH_MAX_DISKS)
 		usage_error("--disk %s: too many disks (at most %d)", arg, VMLAUNCH_MAX_DISKS);
@@ -145,7 +144,6 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 			if (parse_uint(opt + 5, &d->poll_us) || d->poll_us > DISK_POLL_MAX_US)
 				usage_error("--disk %s: poll=%s: expected microseconds, 0 to %d",
 					    path, opt + 5, DISK_POLL_MAX_US);
-			poll_set = true;
 		} else if (!strncmp(opt, "queues=", 7)) {
 			if (parse_uint(opt + 7, &d->queues) || !d->queues ||
 			    d->queues > DISK_MAX_QUEUES)
@@ -161,9 +159,6 @@ static void parse_disk(struct vm_config *cfg, char *arg)
 				    path, opt);
 		}
 	}
-	if (poll_set && d->backend != DISK_VHOST)
-		usage_error("--disk %s: poll= is the vhost worker's busy-loop timeout; add ,vhost",
-			    path);
 	check_file("--disk", path, true);
 	if (!d->ro && access(path, W_OK) < 0)
 		usage_error("--disk %s: %s (add ,ro for a read-only disk)", path, strerror(errno));

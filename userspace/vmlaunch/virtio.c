@@ -201,6 +201,12 @@ bool virtq_enable_kicks(struct virtq *vr)
 	return __atomic_load_n(&vr->avail->idx, __ATOMIC_ACQUIRE) != vr->last_avail;
 }
 
+/* Has the driver added a chain we have not taken? (No kick state changes.) */
+bool virtq_has_avail(const struct virtq *vr)
+{
+	return __atomic_load_n(&vr->avail->idx, __ATOMIC_ACQUIRE) != vr->last_avail;
+}
+
 size_t iov_copy_from(const struct iovec *iov, unsigned int n, size_t skip, void *buf, size_t len)
 {
 	size_t done = 0;

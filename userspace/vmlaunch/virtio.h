@@ -117,6 +117,7 @@ void virtq_push(struct virtq *vr, u16 head, u32 len);
 bool virtq_should_notify(struct virtq *vr);
 bool virtq_enable_kicks(struct virtq *vr);
 void virtq_disable_kicks(struct virtq *vr);
+bool virtq_has_avail(const struct virtq *vr);
 
 /* iovec helpers over a chain */
 size_t iov_copy_from(const struct iovec *iov, unsigned int n, size_t skip, void *buf, size_t len);

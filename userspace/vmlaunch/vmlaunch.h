@@ -92,7 +92,7 @@ struct disk_config {
 	enum disk_backend backend;
 	bool ro;
 	bool direct;		/* O_DIRECT: no host page cache (cache=none) */
-	unsigned int poll_us;	/* vhost: the worker's busy-loop timeout, 0 = off */
+	unsigned int poll_us;	/* how long the I/O thread or worker polls, 0 = off */
 	unsigned int queues;	/* request queues, 1 to DISK_MAX_QUEUES */
 	char serial[VIRTIO_BLK_SERIAL_LEN + 1];
 };

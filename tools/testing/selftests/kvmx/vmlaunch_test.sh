@@ -603,10 +603,11 @@ disk_write() {
 }
 
 # This guest has two vCPUs and reboots at the end (see the next test), and
-# its disk a queue per vCPU (see disk_queues_each_carry_requests).
+# its disk a queue per vCPU (see disk_queues_each_carry_requests), each
+# thread polling its ring 20 us before it sleeps (poll=).
 test_disk_write_user_backend() {
 	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
-	DISK_OPTS=,queues=2 disk_write user --cpus 2 -v \
+	DISK_OPTS=,queues=2,poll=20 disk_write user --cpus 2 -v \
 		--cmdline "$CMDLINE kvmx.test=disk-write kvmx.end=reboot"
 }
 
@@ -636,10 +637,11 @@ test_disk_write_vhost_backend() {
 }
 
 # The two disk_write guests above: a disk with queues=2 on two vCPUs, the
-# reads on one CPU and the write on the other. Each queue must have served
-# requests (vmlaunch -v counts them per queue: its own threads' for user,
-# VHOST_BLK_GET_STATS for vhost), or blk-mq's second queue went unused or
-# unserved.
+# first read on one CPU, the write and an O_DIRECT readback (16 requests
+# of 64 KiB, submitted by the reading CPU itself) on the other. Each queue
+# must have served requests (vmlaunch -v counts them per queue: its own
+# threads' for user, VHOST_BLK_GET_STATS for vhost), or blk-mq's second
+# queue went unused or unserved.
 test_disk_queues_each_carry_requests() {
 	local name log q n checked=0
 	for name in disk_write_user disk_write_vhost; do
@@ -777,8 +779,8 @@ test_bad_arguments_exit_2() {
 	bad_args "--disk $WORK/none.img: No such file or directory" \
 		--kernel "$k" --disk "$WORK/none.img" || ok=1
 	bad_args "unknown option 'bogus'" --kernel "$k" --disk "$disk,bogus" || ok=1
-	bad_args "poll= is the vhost worker's busy-loop timeout; add ,vhost" \
-		--kernel "$k" --disk "$disk,poll=32" || ok=1
+	bad_args "poll=100001: expected microseconds, 0 to 100000" \
+		--kernel "$k" --disk "$disk,poll=100001" || ok=1
 	bad_args "poll=100001: expected microseconds, 0 to 100000" \
 		--kernel "$k" --disk "$disk,vhost,poll=100001" || ok=1
 	bad_args "poll=32us: expected microseconds, 0 to 100000" \
