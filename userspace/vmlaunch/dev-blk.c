@@ -347,6 +347,8 @@ static bool blk_poll(struct blk_queue *q, unsigned int usec)
 	bool work = false;
 
 	do {
+		if (IO_URING_READ_ONCE(*q->ring.sq.kflags) & IORING_SQ_TASKRUN)
+			io_uring_get_events(&q->ring);
 		if (io_uring_cq_ready(&q->ring))
 			return true;
 		pthread_mutex_lock(&q->lock);
@@ -525,7 +527,18 @@ static int blk_queue_init(struct blk_dev *b, unsigned int index)
 	for (i = 0; i < VIRTQ_MAX_SIZE; i++)
 		q->free[i] = VIRTQ_MAX_SIZE - 1 - i;
 	q->nfree = VIRTQ_MAX_SIZE;
-	r = io_uring_queue_init(BLK_RING_ENTRIES, &q->ring, 0);
+	/*
+	 * A polling thread stays in userspace, where the kernel's default
+	 * way of posting completions (task work, run on the way back to
+	 * userspace after an IPI) lags: with TASKRUN_FLAG the kernel instead
+	 * raises IORING_SQ_TASKRUN and blk_poll() enters to collect them.
+	 */
+	r = -EINVAL;
+	if (b->cfg->poll_us)
+		r = io_uring_queue_init(BLK_RING_ENTRIES, &q->ring,
+					IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+	if (r == -EINVAL)
+		r = io_uring_queue_init(BLK_RING_ENTRIES, &q->ring, 0);
 	if (r) {
 		pr_err("%s: io_uring_queue_init: %s", q->name, strerror(-r));
 		return r;
