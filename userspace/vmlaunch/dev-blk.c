@@ -38,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <time.h>
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -326,14 +325,6 @@ static void blk_process(struct blk_queue *q, bool keep_kicks_off)
 	} while (!keep_kicks_off && virtq_enable_kicks(&q->vr));
 }
 
-static u64 blk_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 /*
  * poll=USEC: spin, kicks off, until the driver adds a request, an I/O
  * completes or USEC pass, as QEMU's iothread polls: a request that comes
@@ -343,7 +334,7 @@ static u64 blk_now_ns(void)
  */
 static bool blk_poll(struct blk_queue *q, unsigned int usec)
 {
-	u64 end = blk_now_ns() + usec * 1000ULL;
+	double end = vmlaunch_elapsed() + usec / 1e6;
 	bool work = false;
 
 	do {
@@ -361,7 +352,7 @@ static bool blk_poll(struct blk_queue *q, unsigned int usec)
 		if (work)
 			return true;
 		__builtin_ia32_pause();
-	} while (blk_now_ns() < end);
+	} while (vmlaunch_elapsed() < end);
 	pthread_mutex_lock(&q->lock);
 	if (q->active && !q->broken)
 		work = virtq_enable_kicks(&q->vr);
@@ -827,14 +818,13 @@ void blk_destroy(struct blk_dev *b)
 		return;
 	/* Reset with the I/O threads alive: they complete what is in flight. */
 	virtio_mmio_reset(&b->vdev);
-	for (i = 0; i < VIRTIO_MAX_QUEUES; i++) {
-		if (b->q[i].thread_started) {
-			eventfd_signal(b->stop_fd);
+	/* Never drained: one signal stops every I/O thread. */
+	if (b->stop_fd >= 0)
+		eventfd_signal(b->stop_fd);
+	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		if (b->q[i].thread_started)
 			pthread_join(b->q[i].thread, NULL);
-		}
-	}
-	if (b->vhost.fd >= 0 || b->cfg->backend == DISK_USER)
-		blk_print_requests(b);
+	blk_print_requests(b);
 	virtio_mmio_remove(&b->vdev);
 	for (i = 0; i < VIRTIO_MAX_QUEUES; i++) {
 		if (b->q[i].ring_ready)

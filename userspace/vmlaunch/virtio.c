@@ -187,6 +187,12 @@ void virtq_disable_kicks(struct virtq *vr)
 		__atomic_store_n(&vr->used->flags, VRING_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
 }
 
+/* Has the driver added a chain we have not taken? (No kick state changes.) */
+bool virtq_has_avail(const struct virtq *vr)
+{
+	return __atomic_load_n(&vr->avail->idx, __ATOMIC_ACQUIRE) != vr->last_avail;
+}
+
 /*
  * Ask for a kick on the next avail entry. Returns true if entries arrived
  * meanwhile: the caller must process them (it may have missed their kick).
@@ -198,13 +204,7 @@ bool virtq_enable_kicks(struct virtq *vr)
 	else
 		__atomic_store_n(&vr->used->flags, 0, __ATOMIC_RELAXED);
 	mb();
-	return __atomic_load_n(&vr->avail->idx, __ATOMIC_ACQUIRE) != vr->last_avail;
-}
-
-/* Has the driver added a chain we have not taken? (No kick state changes.) */
-bool virtq_has_avail(const struct virtq *vr)
-{
-	return __atomic_load_n(&vr->avail->idx, __ATOMIC_ACQUIRE) != vr->last_avail;
+	return virtq_has_avail(vr);
 }
 
 size_t iov_copy_from(const struct iovec *iov, unsigned int n, size_t skip, void *buf, size_t len)
