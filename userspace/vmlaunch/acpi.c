@@ -14,7 +14,9 @@
  * - DSDT: \_S5 (soft-off, SLP_TYP 5), COM1 (PNP0501) and one device per
  *   virtio-mmio transport: _HID "LNRO0005" (the ID Linux's virtio_mmio
  *   driver matches), its register window and an edge-triggered,
- *   active-high interrupt.
+ *   active-high interrupt. With --transport pci, a PCI host bridge
+ *   (PNP0A03) instead, whose _CRS gives bus 0 and the memory window for
+ *   BARs: with ACPI, Linux finds PCI buses only through such a device.
  *
  * Why ACPI rather than virtio_mmio.device= on the command line: see
  * Documentation/vmlaunch.rst.
@@ -23,6 +25,7 @@
 #include <string.h>
 
 #include "vmlaunch.h"
+#include "pci.h"
 
 #define ACPI_OEM_ID		"KVMX  "
 #define ACPI_OEM_TABLE_ID	"VMLAUNCH"
@@ -293,7 +296,71 @@ static void aml_device(struct buf *b, unsigned int index, const struct acpi_devi
 	put(b, db.p, db.len);
 }
 
-static int build_dsdt(struct buf *out, const struct acpi_device_info *devs, unsigned int n)
+/*
+ * Device(PCI0) {
+ *	Name(_HID, "PNP0A03") Name(_UID, 0) Name(_BBN, 0)
+ *	Name(_CRS, ResourceTemplate() {
+ *		WordBusNumber(ResourceProducer, MinFixed, MaxFixed, , 0, 0, 0, 0, 1)
+ *		DWordMemory(ResourceProducer, , MinFixed, MaxFixed, NonCacheable,
+ *			    ReadWrite, 0, base, base + size - 1, 0, size)
+ *	})
+ * }
+ */
+static void aml_pci_host_bridge(struct buf *b)
+{
+	u8 body[128], res[64], size_enc[8];
+	struct buf db = { .p = body, .cap = sizeof(body) };
+	struct buf r = { .p = res, .cap = sizeof(res) };
+	struct buf s = { .p = size_enc, .cap = sizeof(size_enc) };
+
+	/* Word address space descriptor: large item 0x08, 13 bytes. */
+	put8(&r, 0x88);
+	put16(&r, 13);
+	put8(&r, 2);			/* bus number range */
+	put8(&r, 0x0c);			/* producer, min and max fixed */
+	put8(&r, 0);
+	put16(&r, 0);			/* granularity */
+	put16(&r, 0);			/* minimum */
+	put16(&r, 0);			/* maximum */
+	put16(&r, 0);			/* translation */
+	put16(&r, 1);			/* length */
+	/* DWord address space descriptor: large item 0x07, 23 bytes. */
+	put8(&r, 0x87);
+	put16(&r, 23);
+	put8(&r, 0);			/* memory */
+	put8(&r, 0x0c);			/* producer, min and max fixed */
+	put8(&r, 0x01);			/* read-write, non-cacheable */
+	put32(&r, 0);			/* granularity */
+	put32(&r, PCI_WINDOW_BASE);
+	put32(&r, PCI_WINDOW_BASE + PCI_WINDOW_SIZE - 1);
+	put32(&r, 0);			/* translation */
+	put32(&r, PCI_WINDOW_SIZE);
+	put8(&r, 0x79);
+	put8(&r, 0);
+	aml_integer(&s, r.len);
+
+	put(&db, "PCI0", 4);
+	aml_name_string(&db, "_HID", "PNP0A03");
+	aml_name_integer(&db, "_UID", 0);
+	aml_name_integer(&db, "_BBN", 0);
+	put8(&db, AML_NAME);
+	put(&db, "_CRS", 4);
+	put8(&db, AML_BUFFER);
+	aml_pkglen(&db, s.len + r.len);
+	put(&db, s.p, s.len);
+	put(&db, r.p, r.len);
+	if (db.overflow || r.overflow) {
+		b->overflow = true;
+		return;
+	}
+	put8(b, AML_EXT_PREFIX);
+	put8(b, AML_DEVICE);
+	aml_pkglen(b, db.len);
+	put(b, db.p, db.len);
+}
+
+static int build_dsdt(struct buf *out, const struct acpi_device_info *devs, unsigned int n,
+		      bool pci)
 {
 	u8 sb[2048];
 	struct buf s = { .p = sb, .cap = sizeof(sb) };
@@ -316,7 +383,10 @@ static int build_dsdt(struct buf *out, const struct acpi_device_info *devs, unsi
 	put8(&s, AML_ROOT_CHAR);
 	put(&s, "_SB_", 4);
 	for (i = 0; i < n; i++)
-		aml_device(&s, i, &devs[i]);
+		if (devs[i].name[0])
+			aml_device(&s, i, &devs[i]);
+	if (pci)
+		aml_pci_host_bridge(&s);
 	if (s.overflow)
 		return -E2BIG;
 	put8(out, AML_SCOPE);
@@ -426,7 +496,7 @@ int acpi_build(struct vm *vm, const struct acpi_device_info *devs, unsigned int 
 	align16(&b);
 
 	dsdt_off = b.len;
-	r = build_dsdt(&b, devs, ndevs);
+	r = build_dsdt(&b, devs, ndevs, vm->pci != NULL);
 	if (r)
 		return r;
 	align16(&b);

@@ -772,9 +772,9 @@ struct blk_dev *blk_create(struct vm *vm, const struct disk_config *cfg, unsigne
 	b->vdev.ops = cfg->backend == DISK_VHOST ? &blk_vhost_ops : &blk_user_ops;
 
 	/* The transport creates the kick and call eventfds both backends use. */
-	r = virtio_mmio_add(vm, &b->vdev, info);
+	r = virtio_transport_add(vm, &b->vdev, info);
 	if (r) {
-		pr_err("%s: cannot add a virtio-mmio device: %s", b->name, strerror(-r));
+		pr_err("%s: cannot add a virtio device: %s", b->name, strerror(-r));
 		goto fail;
 	}
 	r = cfg->backend == DISK_VHOST ? blk_vhost_init(b) : blk_user_init(b);
@@ -817,7 +817,7 @@ void blk_destroy(struct blk_dev *b)
 	if (!b)
 		return;
 	/* Reset with the I/O threads alive: they complete what is in flight. */
-	virtio_mmio_reset(&b->vdev);
+	virtio_transport_reset(&b->vdev);
 	/* Never drained: one signal stops every I/O thread. */
 	if (b->stop_fd >= 0)
 		eventfd_signal(b->stop_fd);
@@ -825,7 +825,7 @@ void blk_destroy(struct blk_dev *b)
 		if (b->q[i].thread_started)
 			pthread_join(b->q[i].thread, NULL);
 	blk_print_requests(b);
-	virtio_mmio_remove(&b->vdev);
+	virtio_transport_remove(&b->vdev);
 	for (i = 0; i < VIRTIO_MAX_QUEUES; i++) {
 		if (b->q[i].ring_ready)
 			io_uring_queue_exit(&b->q[i].ring);

@@ -247,9 +247,9 @@ struct vcon *vcon_create(struct vm *vm, struct acpi_device_info *info)
 	vc->vdev.nqueues = 2;
 	vc->vdev.ops = &vcon_ops;
 
-	r = virtio_mmio_add(vm, &vc->vdev, info);
+	r = virtio_transport_add(vm, &vc->vdev, info);
 	if (r) {
-		pr_err("virtio-console: cannot add a virtio-mmio device: %s", strerror(-r));
+		pr_err("virtio-console: cannot add a virtio device: %s", strerror(-r));
 		goto fail;
 	}
 	r = vm_watch_fd(vm, vc->vdev.vq[VCON_TXQ].kick_fd, vcon_tx_kick, vc);
@@ -274,7 +274,7 @@ void vcon_destroy(struct vcon *vc)
 	pr_debug("hvc0: %llu bytes to the guest, %llu from it, %llu lost",
 		 (unsigned long long)vc->rx_bytes, (unsigned long long)vc->tx_bytes,
 		 (unsigned long long)vc->tx_lost);
-	virtio_mmio_remove(&vc->vdev);
+	virtio_transport_remove(&vc->vdev);
 	pthread_mutex_destroy(&vc->lock);
 	free(vc);
 }

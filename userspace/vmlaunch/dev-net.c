@@ -593,9 +593,9 @@ struct net_dev *net_create(struct vm *vm, const struct net_config *cfg, unsigned
 	r = net_open_tap(n);
 	if (r)
 		goto fail;
-	r = virtio_mmio_add(vm, &n->vdev, info);
+	r = virtio_transport_add(vm, &n->vdev, info);
 	if (r) {
-		pr_err("%s: cannot add a virtio-mmio device: %s", n->name, strerror(-r));
+		pr_err("%s: cannot add a virtio device: %s", n->name, strerror(-r));
 		goto fail;
 	}
 	r = cfg->backend == NET_VHOST ? net_vhost_init(n) : net_user_init(n);
@@ -617,7 +617,7 @@ void net_destroy(struct net_dev *n)
 {
 	if (!n)
 		return;
-	virtio_mmio_reset(&n->vdev);
+	virtio_transport_reset(&n->vdev);
 	if (n->thread_started) {
 		eventfd_signal(n->stop_fd);
 		pthread_join(n->thread, NULL);
@@ -627,7 +627,7 @@ void net_destroy(struct net_dev *n)
 			 (unsigned long long)n->tx_frames, (unsigned long long)n->tx_bytes,
 			 (unsigned long long)n->tx_dropped);
 	}
-	virtio_mmio_remove(&n->vdev);
+	virtio_transport_remove(&n->vdev);
 	vhost_close(&n->vhost);
 	if (n->err_fd >= 0)
 		close(n->err_fd);

@@ -35,6 +35,7 @@ static const struct {
 	{ KVM_CAP_IRQFD, "KVM_CAP_IRQFD" },
 	{ KVM_CAP_PIT2, "KVM_CAP_PIT2" },
 	{ KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+	{ KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING" },
 	{ KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
 };
 
@@ -146,6 +147,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = vm->stop_fd = -1;
 	vm->exit_code = -1;
+	vm->virtio_pci = cfg->virtio_pci;
 
 	r = kvm_open(vm);
 	if (r)
@@ -616,6 +618,10 @@ void vm_destroy(struct vm *vm)
 		close(vm->stop_fd);
 	free(vm->pio_count);
 	vm->pio_count = NULL;
+	if (vm->routes)
+		pthread_mutex_destroy(&vm->routes_lock);
+	free(vm->routes);
+	vm->routes = NULL;
 	vm->vm_fd = vm->kvm_fd = vm->stop_fd = -1;
 	vm->mem.host = NULL;
 }
@@ -648,17 +654,151 @@ int vm_irqfd(struct vm *vm, int fd, u32 gsi)
 	return ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0 ? -errno : 0;
 }
 
-int vm_ioeventfd(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch)
+/*
+ * Signals that arrive while an eventfd is detached stay counted in it, and
+ * KVM injects them when the eventfd is attached again: that is how a
+ * masked MSI-X vector keeps its pending interrupt.
+ */
+int vm_irqfd_detach(struct vm *vm, int fd, u32 gsi)
+{
+	struct kvm_irqfd irqfd = { .fd = fd, .gsi = gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN };
+
+	return ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0 ? -errno : 0;
+}
+
+static int ioeventfd_ctl(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch, u32 flags)
 {
 	struct kvm_ioeventfd ioev = {
 		.datamatch = datamatch,
 		.addr = addr,
 		.len = len,
 		.fd = fd,
-		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+		.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | flags,
 	};
 
 	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0 ? -errno : 0;
+}
+
+int vm_ioeventfd(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch)
+{
+	return ioeventfd_ctl(vm, fd, addr, len, datamatch, 0);
+}
+
+int vm_ioeventfd_detach(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch)
+{
+	return ioeventfd_ctl(vm, fd, addr, len, datamatch, KVM_IOEVENTFD_FLAG_DEASSIGN);
+}
+
+/* ---- MSI routes ---------------------------------------------------------------- */
+
+/*
+ * KVM_SET_GSI_ROUTING replaces the whole table, so vmlaunch keeps a copy:
+ * first what KVM_CREATE_IRQCHIP set up (GSIs 0-15 on both the PIC and the
+ * IOAPIC, 16-23 on the IOAPIC only), then one MSI route per vector a
+ * device asked for. Each route has a GSI of its own from 24 up, which an
+ * irqfd can be attached to; rewriting a route retargets its irqfds.
+ */
+#define IOAPIC_PINS		24
+#define PIC_IRQS		16
+
+static int routes_commit(struct vm *vm)
+{
+	return ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, vm->routes) < 0 ? -errno : 0;
+}
+
+static int routes_init(struct vm *vm)
+{
+	struct kvm_irq_routing_entry *e;
+	unsigned int gsi;
+
+	vm->routes = calloc(1, sizeof(*vm->routes) +
+			    VM_MAX_ROUTES * sizeof(vm->routes->entries[0]));
+	if (!vm->routes)
+		return -ENOMEM;
+	pthread_mutex_init(&vm->routes_lock, NULL);
+	for (gsi = 0; gsi < IOAPIC_PINS; gsi++) {
+		e = &vm->routes->entries[vm->routes->nr++];
+		e->gsi = gsi;
+		e->type = KVM_IRQ_ROUTING_IRQCHIP;
+		e->u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+		e->u.irqchip.pin = gsi;
+		if (gsi >= PIC_IRQS)
+			continue;
+		e = &vm->routes->entries[vm->routes->nr++];
+		e->gsi = gsi;
+		e->type = KVM_IRQ_ROUTING_IRQCHIP;
+		e->u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+		e->u.irqchip.pin = gsi % 8;
+	}
+	vm->next_msi_gsi = IOAPIC_PINS;
+	return 0;
+}
+
+static struct kvm_irq_routing_entry *find_msi_route(struct vm *vm, u32 gsi)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->routes->nr; i++) {
+		struct kvm_irq_routing_entry *e = &vm->routes->entries[i];
+
+		if (e->gsi == gsi && e->type == KVM_IRQ_ROUTING_MSI)
+			return e;
+	}
+	return NULL;
+}
+
+/* A new MSI route (to nowhere useful until vm_msi_route_set()); its GSI or -errno. */
+int vm_msi_route_add(struct vm *vm)
+{
+	struct kvm_irq_routing_entry *e;
+	int r;
+
+	if (!vm->routes) {
+		r = routes_init(vm);
+		if (r)
+			return r;
+	}
+	pthread_mutex_lock(&vm->routes_lock);
+	if (vm->routes->nr >= VM_MAX_ROUTES) {
+		pthread_mutex_unlock(&vm->routes_lock);
+		return -ENOSPC;
+	}
+	e = &vm->routes->entries[vm->routes->nr++];
+	memset(e, 0, sizeof(*e));
+	e->gsi = vm->next_msi_gsi++;
+	e->type = KVM_IRQ_ROUTING_MSI;
+	r = routes_commit(vm);
+	if (r) {
+		vm->routes->nr--;
+		vm->next_msi_gsi--;
+	} else {
+		r = e->gsi;
+	}
+	pthread_mutex_unlock(&vm->routes_lock);
+	return r;
+}
+
+/* Point an MSI route at the message a driver wrote into its MSI-X table. */
+int vm_msi_route_set(struct vm *vm, u32 gsi, u64 addr, u32 data)
+{
+	struct kvm_irq_routing_entry *e;
+	int r = 0;
+
+	if (!vm->routes)
+		return -ENOENT;
+	pthread_mutex_lock(&vm->routes_lock);
+	e = find_msi_route(vm, gsi);
+	if (!e) {
+		r = -ENOENT;
+	} else if (e->u.msi.address_lo != (u32)addr || e->u.msi.address_hi != addr >> 32 ||
+		   e->u.msi.data != data) {
+		e->u.msi.address_lo = addr;
+		e->u.msi.address_hi = addr >> 32;
+		e->u.msi.data = data;
+		r = routes_commit(vm);
+	}
+	pthread_mutex_unlock(&vm->routes_lock);
+	return r;
 }
 
 /* ---- guest memory ------------------------------------------------------------ */

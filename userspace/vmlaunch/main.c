@@ -23,11 +23,13 @@
 #include "dev-blk.h"
 #include "dev-net.h"
 #include "dev-console.h"
+#include "pci.h"
 
 #define DEFAULT_MEM		(512 * SZ_1M)
 #define MIN_MEM			(32 * SZ_1M)
 #define MAX_MEM			(1024 * SZ_1G)
 #define DEFAULT_CMDLINE		"console=ttyS0 pci=off panic=-1"
+#define DEFAULT_CMDLINE_PCI	"console=ttyS0 panic=-1"
 #define CTRL_A			0x01
 
 bool vmlaunch_verbose;
@@ -38,12 +40,13 @@ static void usage(FILE *out)
 "Usage: vmlaunch --kernel BZIMAGE [OPTIONS]\n"
 "\n"
 "Boot a 64-bit x86 Linux kernel under KVM with a serial console and\n"
-"virtio-mmio disks and NICs, served in userspace or by vhost devices in the\n"
+"virtio disks and NICs, served in userspace or by vhost devices in the\n"
 "kernel (kvmx's /dev/vhost-blk, /dev/vhost-net, kvmx's /dev/kvmx-vhost-net).\n"
 "\n"
 "  --kernel FILE        bzImage to boot (required)\n"
 "  --initrd FILE        initramfs\n"
-"  --cmdline STRING     kernel command line (default \"" DEFAULT_CMDLINE "\")\n"
+"  --cmdline STRING     kernel command line (default \"" DEFAULT_CMDLINE "\",\n"
+"                       without pci=off with --transport pci)\n"
 "  --cpus N             vCPUs, 1..%d (default 1)\n"
 "  --mem SIZE           guest memory: a number with K, M, G or T, or MiB if\n"
 "                       bare (default 512M, at least 32M)\n"
@@ -71,6 +74,10 @@ static void usage(FILE *out)
 "  --console            connect stdin to the guest's console too (raw mode on\n"
 "                       a terminal; Ctrl-A x quits): the serial port, or\n"
 "                       the virtio console with --virtio-console\n"
+"  --transport mmio|pci how the virtio devices appear: virtio-mmio devices in\n"
+"                       the ACPI tables (the default), or virtio-pci functions\n"
+"                       on PCI bus 0 with MSI-X interrupts, which spare the\n"
+"                       guest two exits per interrupt\n"
 "  --virtio-console     add a virtio-console device (the guest's hvc0, use\n"
 "                       console=hvc0); its output goes to stdout as well.\n"
 "                       Takes one of the %d virtio devices\n"
@@ -283,6 +290,7 @@ enum {
 	OPT_NET,
 	OPT_CONSOLE,
 	OPT_VIRTIO_CONSOLE,
+	OPT_TRANSPORT,
 };
 
 static const struct option options[] = {
@@ -296,13 +304,28 @@ static const struct option options[] = {
 	{ "net", required_argument, NULL, OPT_NET },
 	{ "console", no_argument, NULL, OPT_CONSOLE },
 	{ "virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE },
+	{ "transport", required_argument, NULL, OPT_TRANSPORT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
+/* "pci=off" as a word of the command line (a later pci= does not undo it). */
+static bool cmdline_has_pci_off(const char *cmdline)
+{
+	const char *p = cmdline;
+
+	while ((p = strstr(p, "pci=off"))) {
+		if ((p == cmdline || p[-1] == ' ') && (p[7] == 0 || p[7] == ' '))
+			return true;
+		p += 7;
+	}
+	return false;
+}
+
 static void parse_args(int argc, char **argv, struct vm_config *cfg)
 {
+	bool cmdline_given = false;
 	int c;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -321,6 +344,7 @@ static void parse_args(int argc, char **argv, struct vm_config *cfg)
 			break;
 		case OPT_CMDLINE:
 			cfg->cmdline = optarg;
+			cmdline_given = true;
 			break;
 		case OPT_CPUS:
 			if (parse_uint(optarg, &cfg->cpus) || !cfg->cpus ||
@@ -350,6 +374,11 @@ static void parse_args(int argc, char **argv, struct vm_config *cfg)
 		case OPT_VIRTIO_CONSOLE:
 			cfg->virtio_console = true;
 			break;
+		case OPT_TRANSPORT:
+			if (strcmp(optarg, "mmio") && strcmp(optarg, "pci"))
+				usage_error("--transport %s: use mmio or pci", optarg);
+			cfg->virtio_pci = !strcmp(optarg, "pci");
+			break;
 		case 'v':
 			vmlaunch_verbose = true;
 			break;
@@ -369,6 +398,12 @@ static void parse_args(int argc, char **argv, struct vm_config *cfg)
 	if (cfg->virtio_console && cfg->ndisks + cfg->nnets >= VMLAUNCH_MAX_VIRTIO)
 		usage_error("--virtio-console: too many devices (at most %d disks, NICs and the virtio console together)",
 			    VMLAUNCH_MAX_VIRTIO);
+	if (cfg->virtio_pci) {
+		if (!cmdline_given)
+			cfg->cmdline = DEFAULT_CMDLINE_PCI;
+		else if (cmdline_has_pci_off(cfg->cmdline))
+			usage_error("--transport pci: the command line says pci=off, so the guest would not see its devices");
+	}
 	if (!cfg->kernel)
 		usage_error("no --kernel given");
 	check_file("--kernel", cfg->kernel, false);
@@ -538,6 +573,11 @@ int main(int argc, char **argv)
 	if (r)
 		goto out_vm;
 
+	if (cfg.virtio_pci) {
+		vm.pci = pci_bus_create(&vm);
+		if (!vm.pci)
+			goto out_vm;
+	}
 	serial = serial_create(&vm, &devs[0]);
 	if (!serial || pm_create(&vm)) {
 		pr_err("cannot set up the serial port and power registers");
@@ -591,6 +631,8 @@ out_devices:
 		blk_destroy(disks[i]);
 out_vm:
 	serial_destroy(serial);
+	pci_bus_destroy(vm.pci);
+	vm.pci = NULL;
 	vm_destroy(&vm);
 	close(sig_fd);
 	fflush(stdout);

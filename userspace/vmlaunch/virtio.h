@@ -3,16 +3,17 @@
  * virtio devices and their transport.
  *
  * A device (dev-*.c) fills a struct virtio_dev and its ops; the transport
- * (transport-mmio.c) owns the register state the driver writes: status,
+ * (transport-mmio.c or transport-pci.c, with what they share in
+ * transport.c) owns the register state the driver writes: status,
  * feature selection, queue sizes and addresses. The device learns about
  * them only through ops->activate() (DRIVER_OK) and ops->reset() (status
  * 0 after activation), both called under the transport's lock from a vCPU
  * thread. Between those two calls the queue configuration does not change
  * (the transport ignores queue writes while the device is live).
  *
- * Each queue has a kick eventfd (a KVM ioeventfd on QueueNotify) and the
- * device has one call eventfd (a KVM irqfd on its interrupt): the same two
- * fds serve a userspace backend and a vhost backend.
+ * Each queue has a kick eventfd (a KVM ioeventfd on its notify register)
+ * and the device has one call eventfd (a KVM irqfd on its interrupt): the
+ * same fds serve a userspace backend and a vhost backend.
  */
 #ifndef VMLAUNCH_VIRTIO_H
 #define VMLAUNCH_VIRTIO_H
@@ -26,6 +27,7 @@
 #define VIRTQ_MAX_SIZE		256	/* QueueNumMax of every queue */
 
 struct virtio_dev;
+struct virtio_transport;
 
 struct virtio_dev_ops {
 	/* Config space reads and writes, range already checked. */
@@ -57,7 +59,13 @@ struct virtio_dev {
 	unsigned int nqueues;
 	struct virtio_queue vq[VIRTIO_MAX_QUEUES];
 
-	int call_fd;		/* eventfd, a KVM irqfd on the device's GSI */
+	/*
+	 * eventfds with a KVM irqfd on them: call_fd for used buffers,
+	 * config_fd for config changes. virtio-mmio has one interrupt, so
+	 * there config_fd is call_fd.
+	 */
+	int call_fd;
+	int config_fd;
 	u32 isr;		/* InterruptStatus bits, atomic */
 	/*
 	 * The interrupt may be raised by someone who cannot set isr (a vhost
@@ -65,7 +73,7 @@ struct virtio_dev {
 	 * "used buffer". See Documentation/vmlaunch.rst.
 	 */
 	bool isr_always_used;
-	void *transport;
+	struct virtio_transport *transport;
 };
 
 /* InterruptStatus bits */
@@ -78,10 +86,50 @@ void virtio_notify(struct virtio_dev *vdev, u32 isr_bits);
 /* Mark the device broken (DEVICE_NEEDS_RESET) and tell the driver. */
 void virtio_needs_reset(struct virtio_dev *vdev);
 
-/* transport-mmio.c */
+/*
+ * A device joins the VM's transport (--transport): virtio-mmio, described
+ * in @info for the DSDT, or a virtio-pci function (@info left unnamed).
+ * Reset after the vCPUs are gone; remove resets, then frees.
+ */
+int virtio_transport_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_info *info);
+void virtio_transport_reset(struct virtio_dev *vdev);
+void virtio_transport_remove(struct virtio_dev *vdev);
+
+/*
+ * ---- what both transports share (transport.c) ----------------------------
+ *
+ * The driver-visible state machine: feature negotiation, the status byte,
+ * the queue selector. All of it under `lock`, which each transport takes
+ * around a register access; device activate/reset run under it. A device
+ * may flag DEVICE_NEEDS_RESET from any thread (atomic, no lock).
+ */
+struct virtio_transport {
+	struct virtio_dev *vdev;
+	pthread_mutex_t lock;
+	u32 status;
+	bool needs_reset;	/* atomic */
+	bool active;		/* ops->activate() succeeded */
+	u32 dev_features_sel;
+	u32 drv_features_sel;
+	u64 driver_features;
+	u32 queue_sel;
+	u16 queue_num_reset;	/* QueueNum after a reset: 0 (mmio) or the maximum (pci) */
+	void (*transport_reset)(struct virtio_transport *t);	/* optional, under lock */
+};
+
+void vt_init(struct virtio_transport *t, struct virtio_dev *vdev, u16 queue_num_reset);
+void vt_reset(struct virtio_transport *t);
+void vt_write_status(struct virtio_transport *t, u32 val);
+u32 vt_read_status(struct virtio_transport *t);
+u32 vt_device_features(const struct virtio_transport *t);
+void vt_write_driver_features(struct virtio_transport *t, u32 val);
+struct virtio_queue *vt_selected_queue(struct virtio_transport *t);
+void vt_config_access(struct virtio_transport *t, u64 offset, u8 *data, u32 len, bool write);
+
 int virtio_mmio_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_info *info);
-void virtio_mmio_reset(struct virtio_dev *vdev);
 void virtio_mmio_remove(struct virtio_dev *vdev);
+int virtio_pci_add(struct vm *vm, struct virtio_dev *vdev);
+void virtio_pci_remove(struct virtio_dev *vdev);
 
 /* ---- userspace split virtqueues (virtio.c) ------------------------------- */
 

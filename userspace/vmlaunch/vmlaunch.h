@@ -125,6 +125,7 @@ struct vm_config {
 	bool hugetlb;
 	bool console;		/* stdin feeds the guest's console */
 	bool virtio_console;	/* a virtio-console (hvc0); stdin goes there */
+	bool virtio_pci;	/* --transport pci: virtio-pci, not virtio-mmio */
 	unsigned int ndisks;
 	struct disk_config disks[VMLAUNCH_MAX_DISKS];
 	unsigned int nnets;
@@ -157,8 +158,11 @@ struct io_range {
 };
 
 #define VM_MAX_RANGES		32
+/* The IOAPIC's and PIC's 40 routes, and two MSI-X vectors per virtio device. */
+#define VM_MAX_ROUTES		64
 
 struct vm;
+struct pci_bus;
 
 struct pio_trace {
 	u16 port;
@@ -207,6 +211,14 @@ struct vm {
 	} watch[VM_MAX_RANGES];
 	unsigned int nwatch;
 
+	bool virtio_pci;	/* the virtio devices are PCI functions (pci.c) */
+	struct pci_bus *pci;
+
+	/* Interrupt routes, once a device asked for an MSI route (kvm.c). */
+	struct kvm_irq_routing *routes;
+	pthread_mutex_t routes_lock;
+	u32 next_msi_gsi;
+
 	/* Stop request: the first writer of exit_code wins, then stop_fd fires. */
 	int exit_code;		/* -1 while running */
 	int stop_fd;		/* eventfd the main thread polls */
@@ -225,7 +237,11 @@ int vm_register_mmio(struct vm *vm, u64 base, u64 len, io_handler_fn fn, void *o
 int vm_watch_fd(struct vm *vm, int fd, void (*fn)(void *opaque), void *opaque);
 int vm_irq_line(struct vm *vm, u32 gsi, int level);
 int vm_irqfd(struct vm *vm, int fd, u32 gsi);
+int vm_irqfd_detach(struct vm *vm, int fd, u32 gsi);
 int vm_ioeventfd(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch);
+int vm_ioeventfd_detach(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch);
+int vm_msi_route_add(struct vm *vm);
+int vm_msi_route_set(struct vm *vm, u32 gsi, u64 addr, u32 data);
 
 /*
  * Translate [gpa, gpa + len) to a host pointer, or NULL unless the whole
@@ -269,6 +285,7 @@ struct acpi_device_info {
 #define PM_RESET_VALUE		0x01
 #define PM_S5_SLP_TYP		5
 
+/* Devices with an empty name are skipped; a PCI host bridge with vm->pci. */
 int acpi_build(struct vm *vm, const struct acpi_device_info *devs,
 	       unsigned int ndevs, u64 *rsdp);
 
