@@ -34,7 +34,7 @@ help:
 	@echo 'kvmx targets:'
 	@echo '  make [KDIR=<kernel build dir>]  modules (kvmx_*.ko) + selftests + vmlaunch'
 	@echo '  make check          build, then run KUnit + kselftests + vmlaunch tests in the test VM (debug kernel)'
-	@echo '  make bench          benchmarks in the test VM (bench/run: vhost-blk + vhost-net; bench/boot; bench/guest-blk; bench/guest-net)'
+	@echo '  make bench          benchmarks in the test VM (bench/run: vhost-blk + vhost-net; bench/boot; bench/guest-blk on both transports; bench/guest-net)'
 	@echo '  make bench-boot     vmlaunch vs QEMU -M microvm boot time and memory only'
 	@echo '  make demo           set everything up, boot the test VM, show kvmx working'
 	@echo '  make install KDIR=/lib/modules/$$(uname -r)/build  modules_install + depmod'
@@ -79,6 +79,7 @@ bench:
 	$(REPO)/bench/boot
 	$(REPO)/bench/guest-blk
 	$(REPO)/bench/guest-blk --guest-poll
+	$(REPO)/bench/guest-blk --transport pci
 	$(REPO)/bench/guest-net
 
 # Boot time and memory only: vmlaunch vs QEMU -M microvm.

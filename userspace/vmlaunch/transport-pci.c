@@ -112,22 +112,29 @@ static int vector_gsi(const struct virtio_pci *p, u16 vector)
 	return p->route_gsi[vector];
 }
 
-static void attach_irqfd(struct virtio_pci *p, int fd, int *cur, int want)
+static void attach_irqfd(struct virtio_pci *p, const char *what, int fd, int *cur, u16 vector)
 {
-	int r;
+	int want = vector_gsi(p, vector), r;
 
 	if (*cur == want)
 		return;
 	if (*cur >= 0)
 		vm_irqfd_detach(p->vm, fd, *cur);
 	*cur = -1;
-	if (want < 0)
+	if (want < 0) {
+		if (vector < MSIX_VECTORS)
+			pr_debug("%s: %s interrupts held: MSI-X vector %u is masked",
+				 p->t.vdev->name, what, vector);
 		return;
+	}
 	r = vm_irqfd(p->vm, fd, want);
-	if (r)
+	if (r) {
 		pr_err("%s: KVM_IRQFD on MSI route %d: %s", p->t.vdev->name, want, strerror(-r));
-	else
-		*cur = want;
+		return;
+	}
+	*cur = want;
+	pr_debug("%s: %s interrupts on MSI-X vector %u (GSI %d)", p->t.vdev->name, what, vector,
+		 want);
 }
 
 /* Under t.lock, after anything a vector's routing depends on changed. */
@@ -135,8 +142,8 @@ static void msix_sync(struct virtio_pci *p)
 {
 	struct virtio_dev *vdev = p->t.vdev;
 
-	attach_irqfd(p, vdev->call_fd, &p->call_gsi, vector_gsi(p, p->queue_vector[0]));
-	attach_irqfd(p, vdev->config_fd, &p->config_gsi, vector_gsi(p, p->config_vector));
+	attach_irqfd(p, "queue", vdev->call_fd, &p->call_gsi, p->queue_vector[0]);
+	attach_irqfd(p, "config", vdev->config_fd, &p->config_gsi, p->config_vector);
 }
 
 static bool fd_pending(int fd)
@@ -713,8 +720,8 @@ void virtio_pci_remove(struct virtio_dev *vdev)
 	pci_remove_function(vdev->vm->pci, &p->fn);	/* detaches the ioeventfds */
 	pthread_mutex_lock(&p->t.lock);
 	if (p->vm) {
-		attach_irqfd(p, vdev->call_fd, &p->call_gsi, -1);
-		attach_irqfd(p, vdev->config_fd, &p->config_gsi, -1);
+		attach_irqfd(p, "queue", vdev->call_fd, &p->call_gsi, VIRTIO_MSI_NO_VECTOR);
+		attach_irqfd(p, "config", vdev->config_fd, &p->config_gsi, VIRTIO_MSI_NO_VECTOR);
 	}
 	pthread_mutex_unlock(&p->t.lock);
 	for (i = 0; i < vdev->nqueues; i++) {

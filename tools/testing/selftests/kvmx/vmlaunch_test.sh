@@ -34,6 +34,8 @@ else
 fi
 WATCHDOG=$((TIMEOUT * 3 / 8))
 CMDLINE="console=ttyS0 pci=off quiet nokaslr panic=-1 kvmx.timeout=$WATCHDOG"
+# --transport pci: the guest must scan its PCI bus.
+CMDLINE_PCI=${CMDLINE/ pci=off/}
 MEM=256M
 PATTERN_SIZE=1048576
 
@@ -63,12 +65,17 @@ TESTS=(
 	reboot_with_two_cpus_exits_3
 	disk_write_vhost_backend
 	disk_queues_each_carry_requests
+	pci_disk_write_user_backend
+	pci_disk_write_vhost_backend
 	read_only_disks_refuse_writes
 	sigterm_exits_4
 	threads_are_named_for_their_roles
 	net_user_backend
 	net_vhost_net
 	net_kvmx_vhost_net
+	pci_net_user_backend
+	pci_net_vhost_net
+	pci_net_kvmx_vhost_net
 	qemu_vhostfd_on_vhost_net
 	qemu_vhostfd_on_kvmx_vhost_net
 	bad_arguments_exit_2
@@ -215,30 +222,62 @@ with open("/proc/self/fdinfo/%d" % vhost) as src, open(sys.argv[3], "w") as dst:
 sys.exit(os.waitstatus_to_exitcode(status))
 EOF
 
-# The guest that tests every NIC; booted by the first network test.
-net_boot() {
-	[ -z "${VM_RC[net]:-}" ] || return 0
+# net_run NAME CMDLINE [ARGS...]: the guest that tests every NIC, once;
+# booted by the first test that needs it.
+net_run() {
+	local name=$1 cmdline=$2
+	shift 2
+	[ -z "${VM_RC[$name]:-}" ] || return 0
 	[ -n "$NET_SPECS" ] || return 0
 	[ -z "$NET_FD_TAP" ] || RUN_PREFIX=(python3 "$WITH_FDS" "$NET_FD_TAP" /dev/vhost-net -)
-	VMLAUNCH_INITRD=$GUEST/initramfs-net.cpio.gz run_vm net --cpus 2 --mem 512M "${NET_ARGS[@]}" \
-		--cmdline "$CMDLINE kvmx.timeout=$((TIMEOUT * 5 / 6)) kvmx.test=net kvmx.net=$NET_SPECS"
+	VMLAUNCH_INITRD=$GUEST/initramfs-net.cpio.gz run_vm "$name" --cpus 2 --mem 512M "$@" \
+		"${NET_ARGS[@]}" \
+		--cmdline "$cmdline kvmx.timeout=$((TIMEOUT * 5 / 6)) kvmx.test=net kvmx.net=$NET_SPECS"
 	RUN_PREFIX=()
 	# The servers end after their one test; give the last report a moment.
 	sleep 1
-	diag "net guest: $SECS s from start to poweroff"
+	diag "$name guest: $SECS s from start to poweroff"
 }
 
-# net_test BACKEND: the guest pinged this NIC's peer without a loss and ran
-# iperf3 both ways with status 0; the server received more than 0 bytes
-# from the guest, and sent more than 0 bytes that the guest's iperf3 counted
-# as received.
+# The same NICs on virtio-pci: fresh one-shot iperf3 servers on the same
+# ports (the first guest's are done, or never got a client), reporting to
+# iperf3-pci-BACKEND-*.json.
+net_pci_boot() {
+	local i=0 b net port
+	[ -z "${VM_RC[net_pci]:-}" ] || return 0
+	for b in "${NET_BACKENDS[@]}"; do
+		[ -z "${NET_SKIP[$b]:-}" ] || continue
+		net=10.0.$((10 + i))
+		port=$((5201 + 2 * i))
+		pkill -f "iperf3 -s -1 -J -B $net.1 " 2>/dev/null || true
+		sleep 0.2
+		iperf3 -s -1 -J -B "$net.1" -p "$port" --logfile "$WORK/iperf3-pci-$b-send.json" &
+		SERVER_PIDS+=($!)
+		iperf3 -s -1 -J -B "$net.1" -p $((port + 1)) --logfile "$WORK/iperf3-pci-$b-receive.json" &
+		SERVER_PIDS+=($!)
+		i=$((i + 1))
+	done
+	net_run net_pci "$CMDLINE_PCI" --transport pci
+}
+
+# net_test BACKEND [pci]: the guest pinged this NIC's peer without a loss
+# and ran iperf3 both ways with status 0; the server received more than 0
+# bytes from the guest, and sent more than 0 bytes that the guest's iperf3
+# counted as received. Its virtio interrupts came through the IOAPIC
+# (virtio-mmio) or as MSI-X vectors (pci).
 net_test() {
-	local b=$1
+	local b=$1 name=net json=$WORK/iperf3-$1 chip=IO-APIC
 	[ -z "${NET_SKIP[$b]:-}" ] || { SKIP_REASON=${NET_SKIP[$b]}; return 4; }
-	net_boot
-	RC=${VM_RC[net]}
-	expect_rc 0 "$WORK/net.log" || return 1
-	net_checks "$WORK/net.log" "${NET_MAC[$b]}" "$WORK/iperf3-$b"
+	if [ "${2:-}" = pci ]; then
+		name=net_pci json=$WORK/iperf3-pci-$b chip=PCI-MSIX
+		net_pci_boot
+	else
+		net_run net "$CMDLINE"
+	fi
+	RC=${VM_RC[$name]}
+	expect_rc 0 "$WORK/$name.log" || return 1
+	net_checks "$WORK/$name.log" "${NET_MAC[$b]}" "$json" || return 1
+	expect_virtio_irqs "$WORK/$name.log" $chip
 }
 
 # net_checks LOG MAC JSON: what the guest's net action reported for the
@@ -282,6 +321,18 @@ test_net_vhost_net() {
 
 test_net_kvmx_vhost_net() {
 	net_test kvmx
+}
+
+test_pci_net_user_backend() {
+	net_test user pci
+}
+
+test_pci_net_vhost_net() {
+	net_test vhost pci
+}
+
+test_pci_net_kvmx_vhost_net() {
+	net_test kvmx pci
 }
 
 # fdinfo_value FILE KEY: KEY's number in an fdinfo dump, or -1.
@@ -499,6 +550,24 @@ same_bytes() {
 	dd if="$1" bs=64k skip=$(($2 / 65536)) count=16 status=none | cmp -s - "$GUEST/pattern.bin"
 }
 
+# expect_virtio_irqs LOG CHIP: the guest's virtio interrupts (its "irq NAME
+# CHIP COUNT" lines) all come through CHIP (IO-APIC: virtio-mmio's pins;
+# PCI-MSIX: virtio-pci's vectors), and it took some.
+expect_virtio_irqs() {
+	local log=$1 chip=$2 lines
+	lines=$(tr -d '\r' <"$log" | sed -n 's/^KVMX-TEST: irq //p')
+	diag "the guest's virtio interrupts: $(echo "$lines" | paste -sd ';')"
+	[ -n "$lines" ] || { diag "the guest listed no virtio interrupt"; return 1; }
+	if echo "$lines" | awk -v c="$chip" 'index($2, c) != 1 { bad = 1 } END { exit !bad }'; then
+		diag "a virtio interrupt does not come through $chip"
+		return 1
+	fi
+	if ! echo "$lines" | awk '$3 > 0 { took = 1 } END { exit !took }'; then
+		diag "the guest took no virtio interrupt"
+		return 1
+	fi
+}
+
 # ---- tests ----------------------------------------------------------------------
 
 # The first guest waits for a line on its console (vmlaunch --console,
@@ -576,17 +645,20 @@ test_virtio_console_carries_both_ways() {
 # BACKEND; more vmlaunch arguments may follow, more --disk options in
 # DISK_OPTS (",opt,...").
 disk_write() {
-	local backend=$1 name=disk_write_$1 img=$WORK/disk-$1.img serial=vmlaunch-$1 want=0
-	local queues=1
+	local backend=$1 name=${DISK_NAME:-disk_write_$1} serial=vmlaunch-$1 want=0 img
+	local queues=1 chip=IO-APIC
 	shift
-	make_disk "$img" || return 1
 	[[ " $* " == *" kvmx.end=reboot "* ]] && want=3
+	[[ " $* " == *" --transport pci "* ]] && chip=PCI-MSIX
 	[[ ${DISK_OPTS:-} =~ ,queues=([0-9]+) ]] && queues=${BASH_REMATCH[1]}
+	img=$WORK/$name.img
+	make_disk "$img" || return 1
 	run_vm "$name" "$@" --disk "$img,$backend${DISK_OPTS:-},serial=$serial"
 	expect_rc $want "$WORK/$name.log" || return 1
 	expect_line "$WORK/$name.log" "KVMX-TEST: vda size 16384 ro 0" "KVMX-TEST: vda queues $queues" \
 		"KVMX-TEST: vda serial $serial" "KVMX-TEST: vda read ok" \
 		"KVMX-TEST: vda write ok" "KVMX-TEST: vda readback ok" || return 1
+	expect_virtio_irqs "$WORK/$name.log" $chip || return 1
 	if ! same_bytes "$img" $PATTERN_SIZE; then
 		diag "the backing file does not hold what the guest wrote at 1 MiB"
 		return 1
@@ -634,6 +706,24 @@ test_disk_write_vhost_backend() {
 	# Two vCPUs, a queue each, a worker each.
 	DISK_OPTS=,poll=20,queues=2 disk_write vhost --mem 3200M --cpus 2 -v \
 		--cmdline "$CMDLINE kvmx.test=disk-write"
+}
+
+# The same on virtio-pci, each disk a PCI function on bus 0: reads, writes
+# and readbacks through BAR 0's common configuration, notify and device
+# regions, every interrupt an MSI-X vector. Linux's two ways of using the
+# 2-vector table both run: a vector per queue (one queue: the vhost disk)
+# and one vector shared by all queues (two: the user disk).
+test_pci_disk_write_user_backend() {
+	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	DISK_NAME=pci_disk_write_user DISK_OPTS=,queues=2 disk_write user --transport pci \
+		--cpus 2 -v --cmdline "$CMDLINE_PCI kvmx.test=disk-write"
+}
+
+test_pci_disk_write_vhost_backend() {
+	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	[ -z "$VHOST_SKIP" ] || { SKIP_REASON=$VHOST_SKIP; return 4; }
+	DISK_NAME=pci_disk_write_vhost disk_write vhost --transport pci -v \
+		--cmdline "$CMDLINE_PCI kvmx.test=disk-write"
 }
 
 # The two disk_write guests above: a disk with queues=2 on two vCPUs, the
@@ -804,6 +894,9 @@ test_bad_arguments_exit_2() {
 		--kernel "$k" "${many[@]:2}" --net tap=t0 || ok=1
 	bad_args "--virtio-console: too many devices" \
 		--kernel "$k" --virtio-console "${many[@]:2}" || ok=1
+	bad_args "--transport usb: use mmio or pci" --kernel "$k" --transport usb || ok=1
+	bad_args "--transport pci: the command line says pci=off" \
+		--kernel "$k" --transport pci --cmdline "console=ttyS0 pci=off" || ok=1
 	return $ok
 }
 
