@@ -34,8 +34,9 @@ else
 fi
 WATCHDOG=$((TIMEOUT * 3 / 8))
 CMDLINE="console=ttyS0 pci=off quiet nokaslr panic=-1 kvmx.timeout=$WATCHDOG"
-# --transport pci: the guest must scan its PCI bus.
-CMDLINE_PCI=${CMDLINE/ pci=off/}
+# --transport pci: the guest must scan its PCI bus, though not every bus
+# for an AGP bridge first (see vmlaunch's default command line).
+CMDLINE_PCI=${CMDLINE/ pci=off/ pci=noearly}
 MEM=256M
 PATTERN_SIZE=1048576
 
