@@ -160,7 +160,13 @@ void vt_write_status(struct virtio_transport *t, u32 val)
 		vt_reset(t);
 		return;
 	}
-	val &= 0xff;
+	/*
+	 * Only a reset clears status bits (the driver MUST NOT, virtio 1.2,
+	 * 2.1.2): dropping DRIVER_OK and setting it again would activate a
+	 * live device a second time, dropping FEATURES_OK would renegotiate
+	 * the features under it.
+	 */
+	val = (val & 0xff) | old;
 	if ((val & VIRTIO_CONFIG_S_FEATURES_OK) && !(old & VIRTIO_CONFIG_S_FEATURES_OK)) {
 		if (features_ok(t))
 			t->vdev->acked = t->driver_features;
