@@ -93,6 +93,19 @@ static void update_bars(struct pci_bus *bus, struct pci_function *f)
 	}
 }
 
+/*
+ * A BAR that moved may uncover another function's, which decodes again
+ * once nothing overlaps it: recheck every function.
+ */
+static void update_all_bars(struct pci_bus *bus)
+{
+	unsigned int s;
+
+	for (s = 0; s < PCI_MAX_SLOTS; s++)
+		if (bus->slots[s])
+			update_bars(bus, bus->slots[s]);
+}
+
 static struct pci_function *conf1_target(struct pci_bus *bus, u32 *reg)
 {
 	u32 a = bus->conf1_addr;
@@ -119,7 +132,7 @@ static void config_access(struct pci_bus *bus, struct pci_function *f, u32 off, 
 		f->cfg[off + i] = (f->cfg[off + i] & ~f->wmask[off + i]) |
 				  (data[i] & f->wmask[off + i]);
 	if (off < PCI_BASE_ADDRESS_5 + 4 && off + len > PCI_COMMAND)
-		update_bars(bus, f);
+		update_all_bars(bus);
 	if (f->ops && f->ops->config_written)
 		f->ops->config_written(f, off, len);
 }

@@ -26,7 +26,8 @@
  *
  * Two vectors is what Linux's shared mode needs (config, and one for all
  * queues); a device with one queue gets a vector per queue that way too.
- * All queues interrupt through queue 0's vector: the one call eventfd a
+ * All queues interrupt through one vector, the first queue's that has
+ * one (a queue without a callback has none): the one call eventfd a
  * device has cannot tell queues apart.
  */
 #include <errno.h>
@@ -137,12 +138,23 @@ static void attach_irqfd(struct virtio_pci *p, const char *what, int fd, int *cu
 		 want);
 }
 
+/* The vector used-buffer interrupts go to: the first queue's that has one. */
+static u16 queues_vector(const struct virtio_pci *p)
+{
+	unsigned int i;
+
+	for (i = 0; i < p->t.vdev->nqueues; i++)
+		if (p->queue_vector[i] != VIRTIO_MSI_NO_VECTOR)
+			return p->queue_vector[i];
+	return VIRTIO_MSI_NO_VECTOR;
+}
+
 /* Under t.lock, after anything a vector's routing depends on changed. */
 static void msix_sync(struct virtio_pci *p)
 {
 	struct virtio_dev *vdev = p->t.vdev;
 
-	attach_irqfd(p, "queue", vdev->call_fd, &p->call_gsi, p->queue_vector[0]);
+	attach_irqfd(p, "queue", vdev->call_fd, &p->call_gsi, queues_vector(p));
 	attach_irqfd(p, "config", vdev->config_fd, &p->config_gsi, p->config_vector);
 }
 
@@ -156,10 +168,11 @@ static bool fd_pending(int fd)
 static u64 msix_pending(struct virtio_pci *p)
 {
 	struct virtio_dev *vdev = p->t.vdev;
+	u16 queues = queues_vector(p);
 	u64 bits = 0;
 
-	if (p->call_gsi < 0 && p->queue_vector[0] < MSIX_VECTORS && fd_pending(vdev->call_fd))
-		bits |= 1ULL << p->queue_vector[0];
+	if (p->call_gsi < 0 && queues < MSIX_VECTORS && fd_pending(vdev->call_fd))
+		bits |= 1ULL << queues;
 	if (p->config_gsi < 0 && p->config_vector < MSIX_VECTORS && fd_pending(vdev->config_fd))
 		bits |= 1ULL << p->config_vector;
 	return bits;
@@ -290,8 +303,8 @@ static u32 common_read(struct virtio_pci *p, u64 off)
 	case VIRTIO_PCI_COMMON_Q_SELECT:
 		return t->queue_sel;
 	}
-	if (!q)
-		return 0;		/* queue_size 0: no such queue */
+	if (!q)			/* queue_size 0: no such queue */
+		return off == VIRTIO_PCI_COMMON_Q_MSIX ? VIRTIO_MSI_NO_VECTOR : 0;
 	switch (off) {
 	case VIRTIO_PCI_COMMON_Q_SIZE:
 		return q->num;

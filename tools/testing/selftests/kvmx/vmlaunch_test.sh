@@ -83,6 +83,7 @@ TESTS=(
 	missing_kernel_is_reported
 	no_dev_kvm_is_reported
 	virtqueue_rejects_hostile_chains
+	pci_transport_rejects_hostile_accesses
 )
 
 # ---- helpers -------------------------------------------------------------------
@@ -927,17 +928,28 @@ test_no_dev_kvm_is_reported() {
 	fi
 }
 
-# The userspace backend's ring code against hostile rings, without a VM.
-test_virtqueue_rejects_hostile_chains() {
-	local bin=$REPO/build/vmlaunch/virtq_test out
+# unit_test NAME WHAT: one of vmlaunch's unit tests (TAP), without a VM.
+unit_test() {
+	local bin=$REPO/build/vmlaunch/$1 out
 	[ -x "$bin" ] || { SKIP_REASON="no $bin (run make vmlaunch)"; return 4; }
 	out=$("$bin" 2>/dev/null)
 	RC=$?
-	diag "$(grep -c '^ok' <<<"$out") virtqueue cases passed"
+	diag "$(grep -c '^ok' <<<"$out") $2 cases passed"
 	if [ "$RC" != 0 ]; then
 		grep '^not ok' <<<"$out" | sed 's/^/# | /'
 		return 1
 	fi
+}
+
+# The userspace backend's ring code against hostile rings.
+test_virtqueue_rejects_hostile_chains() {
+	unit_test virtq_test virtqueue
+}
+
+# The PCI bus and a virtio-pci function driven through their port and
+# MMIO handlers, as a hostile driver would, with KVM stubbed out.
+test_pci_transport_rejects_hostile_accesses() {
+	unit_test pci_test virtio-pci
 }
 
 # ---- main: TAP as kselftest_harness prints it ---------------------------------------

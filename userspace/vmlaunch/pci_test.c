@@ -1,0 +1,1294 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pci_test: the PCI bus (pci.c) and a virtio-pci function
+ * (transport-pci.c, transport.c) driven the way a guest's vCPU drives
+ * them, without KVM: every access goes through the port I/O handler
+ * registered for 0xcf8 or the MMIO handler registered for the window,
+ * dispatched as kvm.c dispatches an exit, and writes that a KVM ioeventfd
+ * would take never reach vmlaunch. kvm_stub.c records the irqfds,
+ * ioeventfds and MSI routes the code asks KVM for. Most cases play a
+ * well-behaved driver; many play a hostile one. Prints TAP; exits 1 if any
+ * case fails.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/pci_regs.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_pci.h>
+
+#include "pci.h"
+#include "virtio.h"
+
+bool vmlaunch_verbose;
+
+/* kvm_stub.c */
+unsigned int stub_irqfd_count(void);
+int stub_irqfd_gsi(int fd);
+unsigned int stub_ioeventfd_count(void);
+bool stub_ioeventfd(int fd, u64 addr, u32 len, u64 datamatch);
+int stub_ioeventfd_take(u64 addr, u32 len, u64 value);
+int stub_msi_route_gsi(unsigned int i);
+bool stub_msi_route(u32 gsi, u64 *addr, u32 *data);
+unsigned int stub_route_sets(void);
+unsigned int stub_refused(void);
+
+/* What transport-pci.c and pci.c promise the guest. */
+#define CONF1_ADDR		0xcf8
+#define CONF1_DATA		0xcfc
+#define CONF1_ENABLE		0x80000000U
+#define BAR0_SIZE		0x8000
+#define ISR_OFF			0x1000
+#define DEVICE_OFF		0x2000
+#define NOTIFY_OFF		0x3000
+#define TABLE_OFF		0x4000
+#define PBA_OFF			0x5000
+#define COMMON_Q_NDATA		0x38
+#define COMMON_Q_RESET		0x3a
+#define NQUEUES			2
+#define CONFIG_SIZE		8
+#define FEATURES		((1ULL << VIRTIO_F_VERSION_1) | \
+				 (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << 3))
+#define MSI_ADDR		0xfee01000ULL
+#define STATUS_FEATURES		(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | \
+				 VIRTIO_CONFIG_S_FEATURES_OK)
+
+struct fake_dev {
+	struct virtio_dev vdev;
+	u8 config[CONFIG_SIZE];
+	unsigned int activated, refused, resets;
+	int activate_result;		/* what activate() returns */
+};
+
+static struct vm vm;
+static struct fake_dev dev_a, dev_b;
+static unsigned int slot;	/* dev_a's */
+static u64 bar;			/* where dev_a's BAR 0 should decode */
+static u8 cap_msix, cap_vndr[VIRTIO_PCI_CAP_PCI_CFG + 1];
+static unsigned int ntests, nfailed;
+
+static void check(bool ok, const char *what)
+{
+	ntests++;
+	if (!ok)
+		nfailed++;
+	printf("%sok %u %s\n", ok ? "" : "not ", ntests, what);
+}
+
+/* ---- the fake device --------------------------------------------------------------- */
+
+static struct fake_dev *to_fake(struct virtio_dev *vdev)
+{
+	return (struct fake_dev *)vdev;
+}
+
+static void fake_read_config(struct virtio_dev *vdev, u32 offset, void *data, u32 len)
+{
+	memcpy(data, to_fake(vdev)->config + offset, len);
+}
+
+static int fake_activate(struct virtio_dev *vdev)
+{
+	struct fake_dev *d = to_fake(vdev);
+
+	d->activated++;
+	if (d->activate_result)
+		d->refused++;
+	return d->activate_result;
+}
+
+static void fake_reset(struct virtio_dev *vdev)
+{
+	to_fake(vdev)->resets++;
+}
+
+/* No write_config: the device config space is read-only, as virtio-blk's. */
+static const struct virtio_dev_ops fake_ops = {
+	.read_config = fake_read_config,
+	.activate = fake_activate,
+	.reset = fake_reset,
+};
+
+static int fake_add(struct fake_dev *d, const char *name)
+{
+	struct acpi_device_info info = { .name = "XXXX" };
+	unsigned int i;
+	int r;
+
+	memset(d, 0, sizeof(*d));
+	d->vdev.ops = &fake_ops;
+	d->vdev.name = name;
+	d->vdev.device_id = VIRTIO_ID_BLOCK;
+	d->vdev.features = FEATURES;
+	d->vdev.config_size = CONFIG_SIZE;
+	d->vdev.nqueues = NQUEUES;
+	for (i = 0; i < CONFIG_SIZE; i++)
+		d->config[i] = 0x10 + i;
+	r = virtio_transport_add(&vm, &d->vdev, &info);
+	/* A PCI function has no DSDT entry. */
+	return r ? r : info.name[0] ? -EINVAL : 0;
+}
+
+/* ---- a vCPU ----------------------------------------------------------------------- */
+
+/* kvm.c's find_range(): the handler gets only accesses wholly inside its range. */
+static const struct io_range *find_range(const struct io_range *ranges, unsigned int n,
+					 u64 addr, u32 len)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		const struct io_range *r = &ranges[i];
+
+		if (addr >= r->base && addr - r->base < r->len &&
+		    len <= r->len - (addr - r->base))
+			return r;
+	}
+	return NULL;
+}
+
+static u32 pio_read(u16 port, u32 len)
+{
+	const struct io_range *r = find_range(vm.pio, vm.npio, port, len);
+	u32 v = 0;
+
+	if (r)
+		r->fn(r->opaque, port - r->base, (u8 *)&v, len, false);
+	else
+		memset(&v, 0xff, len);
+	return v;
+}
+
+static void pio_write(u16 port, u32 len, u32 v)
+{
+	const struct io_range *r = find_range(vm.pio, vm.npio, port, len);
+
+	if (r)
+		r->fn(r->opaque, port - r->base, (u8 *)&v, len, true);
+}
+
+static u64 mmio_read(u64 addr, u32 len)
+{
+	const struct io_range *r = find_range(vm.mmio, vm.nmmio, addr, len);
+	u64 v = 0;
+
+	if (r)
+		r->fn(r->opaque, addr - r->base, (u8 *)&v, len, false);
+	return v;
+}
+
+/* A write KVM matches to an ioeventfd signals it in the kernel: no exit. */
+static void mmio_write(u64 addr, u32 len, u64 v)
+{
+	const struct io_range *r;
+	u64 value = len == 8 ? v : v & ((1ULL << (8 * len)) - 1);
+	int fd = stub_ioeventfd_take(addr, len, value);
+
+	if (fd >= 0) {
+		eventfd_signal(fd);
+		return;
+	}
+	r = find_range(vm.mmio, vm.nmmio, addr, len);
+	if (r)
+		r->fn(r->opaque, addr - r->base, (u8 *)&v, len, true);
+}
+
+static void conf1_select(unsigned int s, u32 off)
+{
+	pio_write(CONF1_ADDR, 4, CONF1_ENABLE | s << 11 | (off & 0xfc));
+}
+
+static u32 cfg_read(unsigned int s, u32 off, u32 len)
+{
+	conf1_select(s, off);
+	return pio_read(CONF1_DATA + (off & 3), len);
+}
+
+static void cfg_write(unsigned int s, u32 off, u32 len, u32 v)
+{
+	conf1_select(s, off);
+	pio_write(CONF1_DATA + (off & 3), len, v);
+}
+
+/* dev_a's common configuration, wherever BAR 0 is now. */
+static u64 common_read(u32 off, u32 len)
+{
+	return mmio_read(bar + off, len);
+}
+
+static void common_write(u32 off, u32 len, u64 v)
+{
+	mmio_write(bar + off, len, v);
+}
+
+/* What an eventfd counted since it was last read (it is non-blocking): 0 if nothing. */
+static u64 fd_take(int fd)
+{
+	u64 v;
+
+	if (read(fd, &v, sizeof(v)) != sizeof(v))
+		return 0;
+	return v;
+}
+
+static bool notify_fds_at(struct fake_dev *d, u64 base)
+{
+	unsigned int i;
+
+	for (i = 0; i < NQUEUES; i++)
+		if (!stub_ioeventfd(d->vdev.vq[i].kick_fd, base + NOTIFY_OFF + 4 * i, 2, i))
+			return false;
+	return true;
+}
+
+/* The first slot from @from on with a virtio function, 0 if none. */
+static unsigned int find_function(unsigned int from)
+{
+	unsigned int s;
+
+	for (s = from; s < PCI_MAX_SLOTS; s++)
+		if (cfg_read(s, PCI_VENDOR_ID, 2) == 0x1af4)
+			return s;
+	return 0;
+}
+
+static void set_bar0(unsigned int s, u32 v)
+{
+	cfg_write(s, PCI_BASE_ADDRESS_0, 4, v);
+}
+
+static void set_command(unsigned int s, u16 v)
+{
+	cfg_write(s, PCI_COMMAND, 2, v);
+}
+
+/* ---- configuration space -------------------------------------------------------------- */
+
+static void test_conf1(void)
+{
+	pio_write(CONF1_ADDR, 4, 0x8000a9f4);
+	check(pio_read(CONF1_ADDR, 4) == 0x8000a9f4, "conf1: a 32-bit write to 0xcf8 latches");
+	pio_write(CONF1_ADDR + 3, 1, 0);
+	pio_write(CONF1_ADDR + 2, 2, 0);
+	pio_write(CONF1_ADDR, 1, 0);
+	pio_write(CONF1_ADDR, 2, 0);
+	check(pio_read(CONF1_ADDR, 4) == 0x8000a9f4,
+	      "conf1: byte and word writes to 0xcf8-0xcfb leave the latch alone");
+	check(pio_read(CONF1_ADDR, 2) == 0xffff && pio_read(CONF1_ADDR + 3, 1) == 0xff &&
+	      pio_read(CONF1_ADDR + 1, 1) == 0xff,
+	      "conf1: byte and word reads of 0xcf8-0xcfb read all ones");
+
+	conf1_select(slot, 0);
+	check(pio_read(CONF1_DATA, 4) == 0x10421af4 && pio_read(CONF1_DATA + 2, 2) == 0x1042 &&
+	      pio_read(CONF1_DATA + 1, 1) == 0x1a,
+	      "conf1: dword, word and byte reads of the data port");
+	pio_write(CONF1_ADDR, 4, slot << 11);
+	check(pio_read(CONF1_DATA, 4) == 0xffffffff, "conf1: enable bit clear reads all ones");
+	pio_write(CONF1_ADDR, 4, CONF1_ENABLE | 1 << 16 | slot << 11);
+	check(pio_read(CONF1_DATA, 4) == 0xffffffff, "conf1: bus 1 reads all ones");
+	pio_write(CONF1_ADDR, 4, CONF1_ENABLE | slot << 11 | 1 << 8);
+	check(pio_read(CONF1_DATA, 4) == 0xffffffff, "conf1: function 1 reads all ones");
+	check(cfg_read(31, 0, 4) == 0xffffffff && cfg_read(slot + 1, 0, 2) == 0xffff,
+	      "conf1: an empty slot reads all ones");
+	cfg_write(31, PCI_COMMAND, 2, 0xffff);
+	check(cfg_read(31, PCI_COMMAND, 2) == 0xffff, "conf1: writes to an empty slot go nowhere");
+
+	/* Register bits 0-1 of the latch are ignored: the data port's offset selects the byte. */
+	pio_write(CONF1_ADDR, 4, CONF1_ENABLE | slot << 11 | 3);
+	check(pio_read(CONF1_DATA, 2) == 0x1af4, "conf1: latch bits 0-1 do not shift the register");
+
+	check(cfg_read(0, PCI_VENDOR_ID, 2) == 0x1b36 &&
+	      cfg_read(0, PCI_CLASS_DEVICE, 2) == 0x0600 &&
+	      cfg_read(0, PCI_HEADER_TYPE, 1) == PCI_HEADER_TYPE_NORMAL,
+	      "host bridge at 00.0: class 0x0600, header type 0");
+	cfg_write(0, PCI_COMMAND, 2, 0xffff);
+	cfg_write(0, PCI_BASE_ADDRESS_0, 4, 0xffffffff);
+	cfg_write(0, PCI_VENDOR_ID, 4, 0);
+	check(cfg_read(0, PCI_COMMAND, 2) == 0 && cfg_read(0, PCI_BASE_ADDRESS_0, 4) == 0 &&
+	      cfg_read(0, PCI_VENDOR_ID, 2) == 0x1b36,
+	      "host bridge: every register is read-only, no BARs");
+}
+
+static void test_ids_and_caps(void)
+{
+	static const struct {
+		u32 offset, length, cap_len;
+	} want[] = {
+		[VIRTIO_PCI_CAP_COMMON_CFG] = { 0, 0x40, 16 },
+		[VIRTIO_PCI_CAP_NOTIFY_CFG] = { NOTIFY_OFF, NQUEUES * 4, 20 },
+		[VIRTIO_PCI_CAP_ISR_CFG] = { ISR_OFF, 4, 16 },
+		[VIRTIO_PCI_CAP_DEVICE_CFG] = { DEVICE_OFF, CONFIG_SIZE, 16 },
+		[VIRTIO_PCI_CAP_PCI_CFG] = { 0, 0, 20 },
+	};
+	bool layout_ok = true, list_ok = true;
+	unsigned int n = 0, t;
+	u32 pos, flags;
+
+	check(cfg_read(slot, PCI_VENDOR_ID, 2) == 0x1af4 &&
+	      cfg_read(slot, PCI_DEVICE_ID, 2) == 0x1040 + VIRTIO_ID_BLOCK &&
+	      cfg_read(slot, PCI_REVISION_ID, 1) == 1,
+	      "function: vendor 0x1af4, device 0x1040 + virtio ID, revision 1");
+	check(cfg_read(slot, PCI_CLASS_DEVICE, 2) == 0x0180 &&
+	      cfg_read(slot, PCI_SUBSYSTEM_VENDOR_ID, 2) == 0x1af4 &&
+	      cfg_read(slot, PCI_SUBSYSTEM_ID, 2) == 0x1042,
+	      "function: class of a block device, subsystem IDs");
+	check(cfg_read(slot, PCI_INTERRUPT_PIN, 1) == 0 &&
+	      (cfg_read(slot, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST),
+	      "function: no INTx pin, status has the capability list bit");
+
+	memset(cap_vndr, 0, sizeof(cap_vndr));
+	cap_msix = 0;
+	for (pos = cfg_read(slot, PCI_CAPABILITY_LIST, 1); pos; pos = cfg_read(slot, pos + 1, 1)) {
+		u32 id = cfg_read(slot, pos, 1);
+
+		/* More capabilities than fit in 192 bytes: the list loops. */
+		if (pos < PCI_STD_HEADER_SIZEOF || (pos & 3) || ++n > 48) {
+			list_ok = false;
+			break;
+		}
+		if (id == PCI_CAP_ID_MSIX && !cap_msix) {
+			cap_msix = pos;
+		} else if (id == PCI_CAP_ID_VNDR) {
+			t = cfg_read(slot, pos + VIRTIO_PCI_CAP_CFG_TYPE, 1);
+			if (t < ARRAY_SIZE(cap_vndr) && !cap_vndr[t])
+				cap_vndr[t] = pos;
+			else
+				list_ok = false;
+		} else {
+			list_ok = false;
+		}
+	}
+	check(list_ok && n == 6, "capabilities: MSI-X and five vendor capabilities, list ends");
+
+	flags = cfg_read(slot, cap_msix + PCI_MSIX_FLAGS, 2);
+	check(cap_msix && (flags & PCI_MSIX_FLAGS_QSIZE) == 1 &&
+	      !(flags & (PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL)) &&
+	      cfg_read(slot, cap_msix + PCI_MSIX_TABLE, 4) == TABLE_OFF &&
+	      cfg_read(slot, cap_msix + PCI_MSIX_PBA, 4) == PBA_OFF,
+	      "MSI-X: two vectors, disabled, table at BAR0+0x4000, PBA at BAR0+0x5000");
+
+	for (t = VIRTIO_PCI_CAP_COMMON_CFG; t <= VIRTIO_PCI_CAP_PCI_CFG; t++) {
+		pos = cap_vndr[t];
+		if (!pos || cfg_read(slot, pos + VIRTIO_PCI_CAP_BAR, 1) != 0 ||
+		    cfg_read(slot, pos + VIRTIO_PCI_CAP_LEN, 1) != want[t].cap_len ||
+		    cfg_read(slot, pos + VIRTIO_PCI_CAP_OFFSET, 4) != want[t].offset ||
+		    cfg_read(slot, pos + VIRTIO_PCI_CAP_LENGTH, 4) != want[t].length)
+			layout_ok = false;
+	}
+	check(layout_ok, "vendor capabilities 1-5: BAR 0, offsets and lengths of the layout");
+	pos = cap_vndr[VIRTIO_PCI_CAP_NOTIFY_CFG];
+	check(pos && cfg_read(slot, pos + VIRTIO_PCI_NOTIFY_CAP_MULT, 4) == 4,
+	      "notify capability: multiplier 4");
+}
+
+static void test_bar_sizing(void)
+{
+	bool others = true;
+	unsigned int b;
+
+	set_command(slot, 0);
+	set_bar0(slot, 0xffffffff);
+	check(cfg_read(slot, PCI_BASE_ADDRESS_0, 4) == 0xffff8000,
+	      "BAR 0 sizing: all ones read back as 32 KiB, 32-bit, non-prefetchable");
+	set_bar0(slot, bar);
+	set_command(slot, PCI_COMMAND_MEMORY);
+	check(cfg_read(slot, PCI_BASE_ADDRESS_0, 4) == bar && notify_fds_at(&dev_a, bar),
+	      "BAR 0 sizing: restoring the address decodes there again");
+
+	for (b = 1; b < PCI_NUM_BARS; b++) {
+		cfg_write(slot, PCI_BASE_ADDRESS_0 + 4 * b, 4, 0xffffffff);
+		others &= cfg_read(slot, PCI_BASE_ADDRESS_0 + 4 * b, 4) == 0;
+	}
+	cfg_write(slot, PCI_ROM_ADDRESS, 4, 0xffffffff);
+	check(others && cfg_read(slot, PCI_ROM_ADDRESS, 4) == 0,
+	      "BARs 1-5 and the expansion ROM read 0 and ignore writes");
+
+	cfg_write(slot, PCI_VENDOR_ID, 4, 0);
+	cfg_write(slot, PCI_STATUS, 2, 0);
+	cfg_write(slot, PCI_STATUS, 2, 0xffff);
+	cfg_write(slot, PCI_CAPABILITY_LIST, 1, 0);
+	cfg_write(slot, PCI_CLASS_REVISION, 4, 0);
+	cfg_write(slot, PCI_INTERRUPT_PIN, 1, 1);
+	check(cfg_read(slot, PCI_VENDOR_ID, 4) == 0x10421af4 &&
+	      (cfg_read(slot, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST) &&
+	      cfg_read(slot, PCI_CAPABILITY_LIST, 1) == cap_msix &&
+	      cfg_read(slot, PCI_CLASS_REVISION, 4) == 0x01800001 &&
+	      cfg_read(slot, PCI_INTERRUPT_PIN, 1) == 0,
+	      "read-only fields ignore writes: IDs, status, capability pointer, class, pin");
+	cfg_write(slot, cap_vndr[VIRTIO_PCI_CAP_COMMON_CFG] + VIRTIO_PCI_CAP_OFFSET, 4, 0x1000);
+	cfg_write(slot, cap_msix + PCI_MSIX_TABLE, 4, 0);
+	cfg_write(slot, cap_msix + PCI_MSIX_FLAGS, 2, 0x07ff);
+	check(cfg_read(slot, cap_vndr[VIRTIO_PCI_CAP_COMMON_CFG] + VIRTIO_PCI_CAP_OFFSET, 4) == 0 &&
+	      cfg_read(slot, cap_msix + PCI_MSIX_TABLE, 4) == TABLE_OFF &&
+	      cfg_read(slot, cap_msix + PCI_MSIX_FLAGS, 2) == 1,
+	      "capabilities are read-only (MSI-X table size and offset, virtio offsets)");
+
+	cfg_write(slot, PCI_INTERRUPT_LINE, 1, 0x0b);
+	set_command(slot, 0xffff);
+	check(cfg_read(slot, PCI_INTERRUPT_LINE, 1) == 0x0b &&
+	      cfg_read(slot, PCI_COMMAND, 2) ==
+	      (PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE),
+	      "writable: interrupt line; command memory, master and INTx disable only");
+	set_command(slot, PCI_COMMAND_MEMORY);
+}
+
+static void test_bar_decode(void)
+{
+	const u64 fw = PCI_WINDOW_BASE + (slot - 1) * 0x100000ULL;
+	u64 moved = PCI_WINDOW_BASE + 0x8000000;
+	unsigned int s;
+
+	check(bar == fw && cfg_read(slot, PCI_BASE_ADDRESS_0, 4) == fw &&
+	      (cfg_read(slot, PCI_COMMAND, 2) & PCI_COMMAND_MEMORY),
+	      "BAR 0 placed by \"firmware\" in the window, memory decoding on");
+	check(stub_ioeventfd_count() == NQUEUES && notify_fds_at(&dev_a, fw),
+	      "kick ioeventfds at BAR0+0x3000+4*i, 2 bytes, datamatch i");
+	check(common_read(VIRTIO_PCI_COMMON_NUMQ, 2) == NQUEUES,
+	      "MMIO at BAR 0 reaches the common configuration");
+
+	set_command(slot, PCI_COMMAND_MASTER);
+	check(stub_ioeventfd_count() == 0 && common_read(VIRTIO_PCI_COMMON_NUMQ, 2) == 0xffff,
+	      "memory decoding off: no ioeventfds, BAR 0 reads all ones");
+	set_bar0(slot, moved);
+	check(stub_ioeventfd_count() == 0, "moving BAR 0 while decoding is off attaches nothing");
+	set_command(slot, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	check(stub_ioeventfd_count() == NQUEUES && notify_fds_at(&dev_a, moved) &&
+	      mmio_read(moved + VIRTIO_PCI_COMMON_NUMQ, 2) == NQUEUES &&
+	      mmio_read(fw + VIRTIO_PCI_COMMON_NUMQ, 2) == 0xffff,
+	      "decoding on at a new address: ioeventfds and MMIO follow, the old one is empty");
+	check(mmio_read(moved + BAR0_SIZE - 4, 8) == ~0ULL && mmio_read(moved - 4, 8) == ~0ULL &&
+	      mmio_read(moved + BAR0_SIZE - 8, 8) == 0,
+	      "accesses straddling either end of BAR 0 read all ones, its unused end 0");
+
+	/* A driver may also move a BAR with decoding on: the ioeventfds follow at once. */
+	moved = PCI_WINDOW_BASE + PCI_WINDOW_SIZE - BAR0_SIZE;
+	set_bar0(slot, moved);
+	check(stub_ioeventfd_count() == NQUEUES && notify_fds_at(&dev_a, moved) &&
+	      mmio_read(moved + VIRTIO_PCI_COMMON_NUMQ, 2) == NQUEUES,
+	      "BAR 0 moved while decoding, to the last 32 KiB of the window");
+	check(mmio_read(moved + BAR0_SIZE - 8, 8) == 0 && mmio_read(moved - 4, 8) == ~0ULL,
+	      "at the window's end: the last 8 bytes are BAR 0's, before it all ones");
+
+	set_bar0(slot, 0xd0000000);
+	check(stub_ioeventfd_count() == 0 && cfg_read(slot, PCI_BASE_ADDRESS_0, 4) == 0xd0000000,
+	      "BAR 0 below the window: kept in the register, decodes nowhere");
+	set_bar0(slot, PCI_WINDOW_BASE + PCI_WINDOW_SIZE);
+	check(stub_ioeventfd_count() == 0 && mmio_read(moved + VIRTIO_PCI_COMMON_NUMQ, 2) == 0xffff,
+	      "BAR 0 above the window decodes nowhere");
+	set_bar0(slot, 0xe0404000 | 0xf);
+	check(cfg_read(slot, PCI_BASE_ADDRESS_0, 4) == 0xe0400000 &&
+	      notify_fds_at(&dev_a, 0xe0400000) && stub_ioeventfd_count() == NQUEUES,
+	      "a misaligned BAR 0 address loses its low bits and decodes aligned");
+	cfg_write(slot, PCI_BASE_ADDRESS_0 + 2, 2, 0xe050);
+	check(notify_fds_at(&dev_a, 0xe0500000) && stub_ioeventfd_count() == NQUEUES,
+	      "a 16-bit write to the BAR's upper half moves it");
+
+	/* A second function: a BAR moved onto another one's does not decode. */
+	if (fake_add(&dev_b, "b")) {
+		check(false, "a second function joins the bus");
+		return;
+	}
+	s = find_function(slot + 1);
+	check(s == slot + 1 && stub_ioeventfd_count() == 2 * NQUEUES &&
+	      notify_fds_at(&dev_b, fw + 0x100000),
+	      "a second function at the next slot, BAR 0 1 MiB further");
+	set_bar0(s, 0xe0500000);
+	check(stub_ioeventfd_count() == NQUEUES && notify_fds_at(&dev_a, 0xe0500000) &&
+	      mmio_read(0xe0500000 + VIRTIO_PCI_COMMON_NUMQ, 2) == NQUEUES &&
+	      !stub_refused(),
+	      "a BAR moved onto another function's decodes nowhere; the other keeps it");
+	set_bar0(slot, 0xe0600000);
+	check(stub_ioeventfd_count() == 2 * NQUEUES && notify_fds_at(&dev_a, 0xe0600000) &&
+	      notify_fds_at(&dev_b, 0xe0500000) && !stub_refused(),
+	      "once the other moves away, the uncovered BAR decodes again");
+	virtio_transport_remove(&dev_b.vdev);
+	check(stub_ioeventfd_count() == NQUEUES && cfg_read(s, PCI_VENDOR_ID, 2) == 0xffff &&
+	      !stub_refused(), "the second function leaves the bus");
+
+	set_bar0(slot, bar);
+	check(notify_fds_at(&dev_a, bar) && stub_ioeventfd_count() == NQUEUES,
+	      "BAR 0 back at its firmware address");
+}
+
+/* ---- common configuration ------------------------------------------------------------ */
+
+static u32 status(void)
+{
+	return common_read(VIRTIO_PCI_COMMON_STATUS, 1);
+}
+
+static void set_status(u32 v)
+{
+	common_write(VIRTIO_PCI_COMMON_STATUS, 1, v);
+}
+
+static void write_features(u64 f)
+{
+	common_write(VIRTIO_PCI_COMMON_GFSELECT, 4, 0);
+	common_write(VIRTIO_PCI_COMMON_GF, 4, (u32)f);
+	common_write(VIRTIO_PCI_COMMON_GFSELECT, 4, 1);
+	common_write(VIRTIO_PCI_COMMON_GF, 4, f >> 32);
+}
+
+static void select_queue(u16 q)
+{
+	common_write(VIRTIO_PCI_COMMON_Q_SELECT, 2, q);
+}
+
+/* Not live: every activate() that succeeded was followed by one reset(). */
+static bool activations_balanced(struct fake_dev *d)
+{
+	return d->activated - d->refused == d->resets;
+}
+
+/* Up to FEATURES_OK with every feature offered. */
+static void negotiate(void)
+{
+	set_status(0);
+	set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	write_features(FEATURES);
+	set_status(STATUS_FEATURES);
+}
+
+static void test_features(void)
+{
+	struct virtio_dev *vdev = &dev_a.vdev;
+	bool sel_ok;
+
+	check(common_read(VIRTIO_PCI_COMMON_NUMQ, 2) == NQUEUES && status() == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_CFGGENERATION, 1) == 0,
+	      "common: num_queues 2, status 0, config generation 0");
+	common_write(VIRTIO_PCI_COMMON_DFSELECT, 4, 0);
+	sel_ok = common_read(VIRTIO_PCI_COMMON_DFSELECT, 4) == 0 &&
+		 common_read(VIRTIO_PCI_COMMON_DF, 4) == (u32)FEATURES;
+	common_write(VIRTIO_PCI_COMMON_DFSELECT, 4, 1);
+	sel_ok &= common_read(VIRTIO_PCI_COMMON_DF, 4) == FEATURES >> 32;
+	common_write(VIRTIO_PCI_COMMON_DFSELECT, 4, 2);
+	sel_ok &= common_read(VIRTIO_PCI_COMMON_DF, 4) == 0;
+	common_write(VIRTIO_PCI_COMMON_DFSELECT, 4, 0xffffffff);
+	sel_ok &= common_read(VIRTIO_PCI_COMMON_DF, 4) == 0;
+	check(sel_ok, "device features: selector 0 and 1 read the offer, others 0");
+
+	set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	write_features(FEATURES);
+	common_write(VIRTIO_PCI_COMMON_GFSELECT, 4, 0);
+	sel_ok = common_read(VIRTIO_PCI_COMMON_GF, 4) == (u32)FEATURES;
+	common_write(VIRTIO_PCI_COMMON_GFSELECT, 4, 1);
+	sel_ok &= common_read(VIRTIO_PCI_COMMON_GF, 4) == FEATURES >> 32;
+	common_write(VIRTIO_PCI_COMMON_GFSELECT, 4, 2);
+	common_write(VIRTIO_PCI_COMMON_GF, 4, 0xffffffff);
+	sel_ok &= common_read(VIRTIO_PCI_COMMON_GF, 4) == 0;
+	check(sel_ok && status() == (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER),
+	      "driver features: written and read back through the selector");
+
+	write_features(FEATURES | 1ULL << 10);
+	set_status(STATUS_FEATURES);
+	check(status() == (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER),
+	      "FEATURES_OK refused when the driver accepts a feature never offered");
+	write_features(FEATURES & ~(1ULL << VIRTIO_F_VERSION_1));
+	set_status(STATUS_FEATURES);
+	check(status() == (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER),
+	      "FEATURES_OK refused without VIRTIO_F_VERSION_1");
+	write_features(FEATURES);
+	set_status(STATUS_FEATURES);
+	check(status() == STATUS_FEATURES && vdev->acked == FEATURES,
+	      "FEATURES_OK accepted with a subset of the offer and VERSION_1");
+	write_features(1ULL << VIRTIO_F_VERSION_1);
+	check(vdev->acked == FEATURES && common_read(VIRTIO_PCI_COMMON_GF, 4) == FEATURES >> 32,
+	      "driver features frozen after FEATURES_OK");
+	set_status(0);
+	check(status() == 0 && vdev->acked == 0 && dev_a.resets == 0,
+	      "status 0 before DRIVER_OK: reset without calling the device's reset");
+}
+
+static void test_queues(void)
+{
+	struct virtio_dev *vdev = &dev_a.vdev;
+	struct virtio_queue *q0 = &vdev->vq[0];
+	unsigned int act;
+	bool ok;
+
+	negotiate();
+	select_queue(NQUEUES);
+	common_write(VIRTIO_PCI_COMMON_Q_SIZE, 2, 64);
+	common_write(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+	common_write(VIRTIO_PCI_COMMON_Q_DESCLO, 4, 0x1000);
+	check(common_read(VIRTIO_PCI_COMMON_Q_SELECT, 2) == NQUEUES &&
+	      common_read(VIRTIO_PCI_COMMON_Q_SIZE, 2) == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_Q_ENABLE, 2) == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_Q_DESCLO, 4) == 0 && !vdev->vq[NQUEUES].ready &&
+	      vdev->vq[NQUEUES].num == 0,
+	      "queue_select past num_queues: size 0, writes ignored");
+	select_queue(0xffff);
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
+	check(common_read(VIRTIO_PCI_COMMON_Q_SIZE, 2) == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == VIRTIO_MSI_NO_VECTOR,
+	      "queue_select 0xffff: no queue, no vector, vector write ignored");
+
+	select_queue(1);
+	ok = common_read(VIRTIO_PCI_COMMON_Q_SIZE, 2) == VIRTQ_MAX_SIZE &&
+	     common_read(VIRTIO_PCI_COMMON_Q_NOFF, 2) == 1;
+	select_queue(0);
+	check(ok && common_read(VIRTIO_PCI_COMMON_Q_SIZE, 2) == VIRTQ_MAX_SIZE &&
+	      common_read(VIRTIO_PCI_COMMON_Q_NOFF, 2) == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == VIRTIO_MSI_NO_VECTOR,
+	      "after reset: queue size 256, notify offset = queue index, no vector");
+
+	common_write(VIRTIO_PCI_COMMON_Q_SIZE, 2, 128);
+	common_write(VIRTIO_PCI_COMMON_Q_DESCLO, 4, 0x12345000);
+	common_write(VIRTIO_PCI_COMMON_Q_DESCHI, 4, 0x1);
+	common_write(VIRTIO_PCI_COMMON_Q_AVAILLO, 8, 0x223456000ULL);
+	common_write(VIRTIO_PCI_COMMON_Q_USEDLO, 8, 0x334567000ULL);
+	check(q0->num == 128 && q0->desc == 0x112345000ULL && q0->avail == 0x223456000ULL &&
+	      q0->used == 0x334567000ULL,
+	      "queue size, and addresses written as two halves or one 8-byte access");
+	check(common_read(VIRTIO_PCI_COMMON_Q_DESCLO, 8) == 0x112345000ULL &&
+	      common_read(VIRTIO_PCI_COMMON_Q_AVAILHI, 4) == 2 &&
+	      common_read(VIRTIO_PCI_COMMON_Q_USEDLO, 4) == 0x34567000,
+	      "queue addresses read back as halves or whole");
+
+	common_write(VIRTIO_PCI_COMMON_Q_SIZE, 4, 64);
+	common_write(VIRTIO_PCI_COMMON_Q_SIZE, 1, 64);
+	common_write(VIRTIO_PCI_COMMON_Q_SIZE + 1, 1, 0);
+	common_write(VIRTIO_PCI_COMMON_Q_DESCLO, 2, 0);
+	common_write(VIRTIO_PCI_COMMON_Q_DESCHI - 2, 4, 0);
+	common_write(VIRTIO_PCI_COMMON_Q_DESCHI, 8, 0);
+	common_write(VIRTIO_PCI_COMMON_GF, 8, 0);
+	common_write(VIRTIO_PCI_COMMON_STATUS, 2, 0);
+	check(q0->num == 128 && q0->desc == 0x112345000ULL && status() == STATUS_FEATURES,
+	      "wrong-size or misaligned writes to fields are ignored");
+	check(common_read(VIRTIO_PCI_COMMON_DF, 1) == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_Q_SIZE, 4) == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_Q_SIZE + 1, 1) == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_STATUS, 4) == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_Q_DESCHI, 8) == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_DF, 8) == 0,
+	      "wrong-size or misaligned reads of fields read 0");
+	common_write(COMMON_Q_NDATA, 2, 0xffff);
+	common_write(COMMON_Q_RESET, 2, 1);
+	check(common_read(COMMON_Q_NDATA, 2) == 0 && common_read(COMMON_Q_RESET, 2) == 0 &&
+	      common_read(0x3c, 4) == 0 && common_read(0x40, 4) == 0 && q0->num == 128,
+	      "queue_notify_data, queue_reset and past the end: read 0, writes ignored");
+
+	common_write(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+	common_write(VIRTIO_PCI_COMMON_Q_SIZE, 2, 64);
+	common_write(VIRTIO_PCI_COMMON_Q_DESCLO, 4, 0x5000);
+	common_write(VIRTIO_PCI_COMMON_Q_USEDHI, 4, 7);
+	check(common_read(VIRTIO_PCI_COMMON_Q_ENABLE, 2) == 1 && q0->ready && q0->num == 128 &&
+	      q0->desc == 0x112345000ULL && q0->used == 0x334567000ULL,
+	      "queue_enable freezes the queue's size and addresses");
+
+	set_status(STATUS_FEATURES | VIRTIO_CONFIG_S_DRIVER_OK);
+	check(dev_a.activated == 1 && status() == (STATUS_FEATURES | VIRTIO_CONFIG_S_DRIVER_OK),
+	      "DRIVER_OK activates the device once");
+	select_queue(1);
+	common_write(VIRTIO_PCI_COMMON_Q_SIZE, 2, 16);
+	common_write(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+	check(vdev->vq[1].num == VIRTQ_MAX_SIZE && !vdev->vq[1].ready,
+	      "while live, a queue that was not enabled stays as it was");
+
+	/* virtio 1.2, 2.1.2: the driver MUST NOT clear a status bit; a hostile one does. */
+	set_status(STATUS_FEATURES);
+	write_features(1ULL << VIRTIO_F_VERSION_1);
+	set_status(STATUS_FEATURES | VIRTIO_CONFIG_S_DRIVER_OK);
+	check(dev_a.activated == 1 && dev_a.resets == 0 && vdev->acked == FEATURES,
+	      "clearing DRIVER_OK or FEATURES_OK: no second activate, no renegotiation");
+
+	set_status(0);
+	select_queue(0);
+	check(activations_balanced(&dev_a) && status() == 0 && q0->num == VIRTQ_MAX_SIZE &&
+	      !q0->ready &&
+	      !q0->desc && !q0->avail && !q0->used && vdev->acked == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_Q_ENABLE, 2) == 0,
+	      "status 0 when live: the device's reset, queues back to defaults");
+
+	act = dev_a.activated;
+	negotiate();
+	common_write(VIRTIO_PCI_COMMON_Q_SIZE, 2, 100);
+	common_write(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+	set_status(STATUS_FEATURES | VIRTIO_CONFIG_S_DRIVER_OK);
+	check(dev_a.activated == act &&
+	      status() == (STATUS_FEATURES | VIRTIO_CONFIG_S_NEEDS_RESET),
+	      "DRIVER_OK with a queue size not a power of two: NEEDS_RESET, no activate");
+	negotiate();
+	common_write(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+	dev_a.activate_result = -EIO;
+	set_status(STATUS_FEATURES | VIRTIO_CONFIG_S_DRIVER_OK);
+	dev_a.activate_result = 0;
+	check(dev_a.activated == act + 1 && activations_balanced(&dev_a) &&
+	      status() == (STATUS_FEATURES | VIRTIO_CONFIG_S_NEEDS_RESET),
+	      "DRIVER_OK the device refuses: NEEDS_RESET");
+	set_status(0);
+	set_status(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+		   VIRTIO_CONFIG_S_DRIVER_OK);
+	check(dev_a.activated == act + 1 && activations_balanced(&dev_a) &&
+	      status() == (VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			   VIRTIO_CONFIG_S_NEEDS_RESET),
+	      "DRIVER_OK without FEATURES_OK: NEEDS_RESET, no activate");
+	set_status(0);
+}
+
+static void test_device_config(void)
+{
+	u64 v = mmio_read(bar + DEVICE_OFF, 8);
+
+	check(v == 0x1716151413121110ULL && mmio_read(bar + DEVICE_OFF + 6, 2) == 0x1716 &&
+	      mmio_read(bar + DEVICE_OFF + 3, 1) == 0x13,
+	      "device config: 8, 2 and 1-byte reads");
+	mmio_write(bar + DEVICE_OFF, 4, 0);
+	check(mmio_read(bar + DEVICE_OFF + 6, 4) == 0 && mmio_read(bar + DEVICE_OFF + 8, 1) == 0 &&
+	      mmio_read(bar + DEVICE_OFF + 1, 3) == 0 && dev_a.config[0] == 0x10,
+	      "device config: past its size or 3 bytes read 0; no write_config, no write");
+}
+
+/* ---- MSI-X ------------------------------------------------------------------------- */
+
+static void msix_ctrl(u16 flags)
+{
+	cfg_write(slot, cap_msix + PCI_MSIX_FLAGS, 2, flags);
+}
+
+static void table_write(unsigned int vector, u32 field, u32 len, u64 v)
+{
+	mmio_write(bar + TABLE_OFF + vector * PCI_MSIX_ENTRY_SIZE + field, len, v);
+}
+
+static u64 table_read(unsigned int vector, u32 field, u32 len)
+{
+	return mmio_read(bar + TABLE_OFF + vector * PCI_MSIX_ENTRY_SIZE + field, len);
+}
+
+static u64 pba(void)
+{
+	return mmio_read(bar + PBA_OFF, 8);
+}
+
+static bool route_is(int gsi, u64 addr, u32 data)
+{
+	u64 a;
+	u32 d;
+
+	return gsi >= 0 && stub_msi_route(gsi, &a, &d) && a == addr && d == data;
+}
+
+static void test_msix_vectors(void)
+{
+	bool ok;
+
+	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 0);
+	ok = common_read(VIRTIO_PCI_COMMON_MSIX, 2) == 0;
+	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 1);
+	ok &= common_read(VIRTIO_PCI_COMMON_MSIX, 2) == 1;
+	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 2);
+	ok &= common_read(VIRTIO_PCI_COMMON_MSIX, 2) == VIRTIO_MSI_NO_VECTOR;
+	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 0x1234);
+	ok &= common_read(VIRTIO_PCI_COMMON_MSIX, 2) == VIRTIO_MSI_NO_VECTOR;
+	check(ok, "msix_config takes vectors 0 and 1; 2 and 0x1234 read back NO_VECTOR");
+
+	select_queue(1);
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 1);
+	ok = common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == 1;
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
+	ok &= common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == 0;
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 2);
+	ok &= common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == VIRTIO_MSI_NO_VECTOR;
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0x1234);
+	ok &= common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == VIRTIO_MSI_NO_VECTOR;
+	select_queue(0);
+	check(ok && common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == VIRTIO_MSI_NO_VECTOR,
+	      "queue_msix_vector takes 0 and 1 per queue; 2 and 0x1234 read back NO_VECTOR");
+	check(stub_irqfd_count() == 0, "vectors chosen with MSI-X disabled attach no irqfd");
+}
+
+static void test_msix_table(void)
+{
+	int gsi0 = stub_msi_route_gsi(0), gsi1 = stub_msi_route_gsi(1);
+	unsigned int sets;
+
+	check(table_read(0, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == PCI_MSIX_ENTRY_CTRL_MASKBIT &&
+	      table_read(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == PCI_MSIX_ENTRY_CTRL_MASKBIT &&
+	      table_read(0, PCI_MSIX_ENTRY_LOWER_ADDR, 8) == 0 && pba() == 0,
+	      "MSI-X table after reset: entries masked and empty, nothing pending");
+
+	table_write(0, PCI_MSIX_ENTRY_LOWER_ADDR, 4, MSI_ADDR | 3);
+	table_write(0, PCI_MSIX_ENTRY_UPPER_ADDR, 4, 0);
+	table_write(0, PCI_MSIX_ENTRY_DATA, 4, 0x4041);
+	check(route_is(gsi0, MSI_ADDR, 0x4041) &&
+	      table_read(0, PCI_MSIX_ENTRY_LOWER_ADDR, 4) == MSI_ADDR &&
+	      table_read(0, PCI_MSIX_ENTRY_DATA, 4) == 0x4041,
+	      "table entry 0: address (low bits dropped) and data set its MSI route");
+	table_write(1, PCI_MSIX_ENTRY_LOWER_ADDR, 8, 0x1200000000ULL | MSI_ADDR);
+	table_write(1, PCI_MSIX_ENTRY_DATA, 4, 0x4042);
+	check(route_is(gsi1, 0x1200000000ULL | MSI_ADDR, 0x4042) &&
+	      table_read(1, PCI_MSIX_ENTRY_LOWER_ADDR, 8) == (0x1200000000ULL | MSI_ADDR) &&
+	      route_is(gsi0, MSI_ADDR, 0x4041),
+	      "table entry 1 written with an 8-byte access: its own route");
+
+	sets = stub_route_sets();
+	table_write(0, PCI_MSIX_ENTRY_DATA, 1, 0xff);
+	table_write(0, PCI_MSIX_ENTRY_DATA, 2, 0xffff);
+	table_write(0, PCI_MSIX_ENTRY_DATA + 1, 4, 0xffffffff);
+	table_write(0, PCI_MSIX_ENTRY_UPPER_ADDR, 8, ~0ULL);
+	table_write(2, PCI_MSIX_ENTRY_DATA, 4, 0x4043);
+	table_write(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 8, 0);
+	table_write(0x3f, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
+	check(stub_route_sets() == sets && route_is(gsi0, MSI_ADDR, 0x4041) &&
+	      route_is(gsi1, 0x1200000000ULL | MSI_ADDR, 0x4042) &&
+	      table_read(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == PCI_MSIX_ENTRY_CTRL_MASKBIT,
+	      "table writes of size 1/2, unaligned, or past two entries are ignored");
+	check(table_read(0, PCI_MSIX_ENTRY_DATA, 1) == 0 &&
+	      table_read(0, PCI_MSIX_ENTRY_DATA, 2) == 0 &&
+	      table_read(0, PCI_MSIX_ENTRY_DATA + 2, 4) == 0 &&
+	      table_read(0, PCI_MSIX_ENTRY_UPPER_ADDR, 8) == 0 &&
+	      table_read(2, PCI_MSIX_ENTRY_LOWER_ADDR, 4) == 0 &&
+	      table_read(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 8) == 0,
+	      "table reads of size 1/2, unaligned, or past two entries read 0");
+}
+
+static void test_msix_irqfds(void)
+{
+	struct virtio_dev *vdev = &dev_a.vdev;
+	int gsi0 = stub_msi_route_gsi(0), gsi1 = stub_msi_route_gsi(1);
+
+	/* Queues on vector 0, config on 1: Linux's shared mode the other way round. */
+	negotiate();
+	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 1);
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
+	msix_ctrl(PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+	check(stub_irqfd_count() == 0 &&
+	      (cfg_read(slot, cap_msix + PCI_MSIX_FLAGS, 2) & ~PCI_MSIX_FLAGS_QSIZE) ==
+	      (PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL),
+	      "MSI-X enabled with the function masked: no irqfd");
+	msix_ctrl(PCI_MSIX_FLAGS_ENABLE);
+	check(stub_irqfd_count() == 0, "MSI-X enabled, entries still masked: no irqfd");
+	table_write(0, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
+	check(stub_irqfd_count() == 1 && stub_irqfd_gsi(vdev->call_fd) == gsi0,
+	      "entry 0 unmasked: call_fd drives queue 0's vector route");
+	table_write(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0xfffffffe);
+	check(stub_irqfd_count() == 2 && stub_irqfd_gsi(vdev->config_fd) == gsi1 &&
+	      table_read(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == 0,
+	      "entry 1 unmasked (reserved bits dropped): config_fd drives the config route");
+
+	table_write(0, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, PCI_MSIX_ENTRY_CTRL_MASKBIT);
+	check(stub_irqfd_gsi(vdev->call_fd) == -1 && stub_irqfd_gsi(vdev->config_fd) == gsi1,
+	      "entry 0 masked: call_fd detached, config_fd stays");
+	check(pba() == 0, "masked, nothing signalled: nothing pending");
+	eventfd_signal(vdev->call_fd);
+	check(pba() == 1 && mmio_read(bar + PBA_OFF, 1) == 1,
+	      "masked vector signalled: its PBA bit reads 1");
+	mmio_write(bar + PBA_OFF, 8, 0);
+	mmio_write(bar + PBA_OFF, 1, 0);
+	check(pba() == 1, "the PBA is read-only");
+	table_write(0, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
+	check(stub_irqfd_gsi(vdev->call_fd) == gsi0 && pba() == 0,
+	      "entry 0 unmasked: call_fd attached again (KVM delivers), PBA clear");
+	fd_take(vdev->call_fd);
+
+	msix_ctrl(PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+	check(stub_irqfd_count() == 0, "function mask set: every irqfd detached");
+	virtio_notify(vdev, VIRTIO_ISR_CONFIG);
+	check(pba() == 2, "config change while masked: the config vector's PBA bit");
+	msix_ctrl(PCI_MSIX_FLAGS_ENABLE);
+	check(stub_irqfd_gsi(vdev->call_fd) == gsi0 && stub_irqfd_gsi(vdev->config_fd) == gsi1 &&
+	      pba() == 0, "function mask cleared: both attached again");
+	fd_take(vdev->config_fd);
+
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 1);
+	check(stub_irqfd_gsi(vdev->call_fd) == gsi1 && stub_irqfd_gsi(vdev->config_fd) == gsi1,
+	      "queue 0 moved to vector 1: call_fd follows it");
+	/* A queue without a callback has no vector: the others' still count. */
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, VIRTIO_MSI_NO_VECTOR);
+	select_queue(1);
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
+	check(stub_irqfd_gsi(vdev->call_fd) == gsi0,
+	      "queue 0 without a vector: call_fd on queue 1's");
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, VIRTIO_MSI_NO_VECTOR);
+	check(stub_irqfd_gsi(vdev->call_fd) == -1, "no queue with a vector: call_fd detached");
+	select_queue(0);
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 1);
+	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 7);
+	check(stub_irqfd_gsi(vdev->config_fd) == -1 && stub_irqfd_count() == 1,
+	      "config vector refused: config_fd detached");
+	virtio_notify(vdev, VIRTIO_ISR_CONFIG);
+	check(pba() == 0, "a signal on no vector is pending on none");
+	fd_take(vdev->config_fd);
+	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 0);
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
+
+	msix_ctrl(0);
+	check(stub_irqfd_count() == 0, "MSI-X disabled: every irqfd detached");
+	msix_ctrl(PCI_MSIX_FLAGS_ENABLE);
+	check(stub_irqfd_gsi(vdev->call_fd) == gsi0 && stub_irqfd_gsi(vdev->config_fd) == gsi0,
+	      "MSI-X enabled again: both attached");
+	set_status(0);
+	check(stub_irqfd_count() == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_MSIX, 2) == VIRTIO_MSI_NO_VECTOR &&
+	      table_read(0, PCI_MSIX_ENTRY_DATA, 4) == 0x4041,
+	      "device reset: vectors back to none, irqfds detached, the table stays");
+	check(!stub_refused(), "no irqfd or route call KVM would refuse");
+}
+
+/* ---- notify, ISR, PCI_CFG --------------------------------------------------------------- */
+
+static void test_notify(void)
+{
+	int k0 = dev_a.vdev.vq[0].kick_fd, k1 = dev_a.vdev.vq[1].kick_fd;
+
+	fd_take(k0);
+	fd_take(k1);
+	mmio_write(bar + NOTIFY_OFF + 4, 2, 1);
+	check(fd_take(k1) == 1 && fd_take(k0) == 0, "notify: queue 1's ioeventfd takes its kick");
+	mmio_write(bar + NOTIFY_OFF + 4, 4, 1);
+	check(fd_take(k1) == 1 && fd_take(k0) == 0,
+	      "notify: a 4-byte write no ioeventfd takes still kicks queue 1");
+	mmio_write(bar + NOTIFY_OFF, 2, 0x55);
+	check(fd_take(k0) == 1 && fd_take(k1) == 0,
+	      "notify: the wrong value at queue 0's address kicks queue 0");
+	mmio_write(bar + NOTIFY_OFF + 4 * NQUEUES, 2, NQUEUES);
+	mmio_write(bar + NOTIFY_OFF + 4 * NQUEUES - 1, 2, 0);
+	mmio_write(bar + NOTIFY_OFF + 0x800, 4, 0);
+	check(fd_take(k0) == 0 && fd_take(k1) == 0,
+	      "notify: past num_queues * 4 (or straddling it) kicks nothing");
+	check(mmio_read(bar + NOTIFY_OFF, 4) == 0, "notify: reads 0");
+}
+
+static void test_isr(void)
+{
+	struct virtio_dev *vdev = &dev_a.vdev;
+
+	virtio_notify(vdev, VIRTIO_ISR_CONFIG);
+	check(mmio_read(bar + ISR_OFF, 1) == VIRTIO_ISR_CONFIG && mmio_read(bar + ISR_OFF, 1) == 0,
+	      "ISR: reads the config bit, and reading clears it");
+	virtio_notify(vdev, VIRTIO_ISR_USED);
+	mmio_write(bar + ISR_OFF, 1, 0);
+	check(mmio_read(bar + ISR_OFF, 4) == VIRTIO_ISR_USED && mmio_read(bar + ISR_OFF, 4) == 0,
+	      "ISR: writes do not clear it; a 4-byte read clears it");
+	virtio_notify(vdev, VIRTIO_ISR_USED);
+	check(mmio_read(bar + ISR_OFF + 2, 4) == 0 && mmio_read(bar + ISR_OFF + 4, 1) == 0 &&
+	      mmio_read(bar + ISR_OFF, 1) == VIRTIO_ISR_USED,
+	      "ISR: reads past its 4 bytes read 0 and leave it set");
+	fd_take(vdev->call_fd);
+	fd_take(vdev->config_fd);
+}
+
+static void pcicfg_set(u8 b, u32 offset, u32 length)
+{
+	u8 cap = cap_vndr[VIRTIO_PCI_CAP_PCI_CFG];
+
+	cfg_write(slot, cap + VIRTIO_PCI_CAP_BAR, 1, b);
+	cfg_write(slot, cap + VIRTIO_PCI_CAP_OFFSET, 4, offset);
+	cfg_write(slot, cap + VIRTIO_PCI_CAP_LENGTH, 4, length);
+}
+
+static u32 pcicfg_data(void)
+{
+	return cfg_read(slot, cap_vndr[VIRTIO_PCI_CAP_PCI_CFG] + 16, 4);
+}
+
+static void pcicfg_data_write(u32 v)
+{
+	cfg_write(slot, cap_vndr[VIRTIO_PCI_CAP_PCI_CFG] + 16, 4, v);
+}
+
+/* A refused window: the data bytes keep what the driver wrote, BAR 0 is not touched. */
+static bool pcicfg_refused(u8 b, u32 offset, u32 length)
+{
+	bool ok;
+
+	pcicfg_set(0, ISR_OFF, 1);
+	pcicfg_data_write(0xdeadbeef);	/* a write to ISR: ignored */
+	virtio_notify(&dev_a.vdev, VIRTIO_ISR_CONFIG);
+	pcicfg_set(b, offset, length);
+	pcicfg_data_write(0xdeadbeef);
+	ok = pcicfg_data() == 0xdeadbeef;
+	ok &= mmio_read(bar + ISR_OFF, 1) == VIRTIO_ISR_CONFIG;
+	fd_take(dev_a.vdev.config_fd);
+	return ok;
+}
+
+static void test_pcicfg(void)
+{
+	u8 cap = cap_vndr[VIRTIO_PCI_CAP_PCI_CFG];
+
+	pcicfg_set(0, VIRTIO_PCI_COMMON_NUMQ, 2);
+	check(cfg_read(slot, cap + VIRTIO_PCI_CAP_OFFSET, 4) == VIRTIO_PCI_COMMON_NUMQ &&
+	      cfg_read(slot, cap + VIRTIO_PCI_CAP_LENGTH, 4) == 2 &&
+	      (pcicfg_data() & 0xffff) == NQUEUES,
+	      "PCI_CFG window: num_queues through configuration space");
+	pcicfg_set(0, VIRTIO_PCI_COMMON_Q_SELECT, 2);
+	pcicfg_data_write(1);
+	check(common_read(VIRTIO_PCI_COMMON_Q_SELECT, 2) == 1 && (pcicfg_data() & 0xffff) == 1,
+	      "PCI_CFG window: a write reaches queue_select");
+	select_queue(0);
+	virtio_notify(&dev_a.vdev, VIRTIO_ISR_CONFIG);
+	pcicfg_set(0, ISR_OFF, 1);
+	check((pcicfg_data() & 0xff) == VIRTIO_ISR_CONFIG && mmio_read(bar + ISR_OFF, 1) == 0,
+	      "PCI_CFG window: reads ISR, clearing it");
+	fd_take(dev_a.vdev.config_fd);
+	set_command(slot, 0);
+	pcicfg_set(0, VIRTIO_PCI_COMMON_NUMQ, 2);
+	check((pcicfg_data() & 0xffff) == NQUEUES,
+	      "PCI_CFG window: works with memory decoding off");
+	set_command(slot, PCI_COMMAND_MEMORY);
+
+	check(pcicfg_refused(0, ISR_OFF, 3), "PCI_CFG window: length 3 refused");
+	check(pcicfg_refused(0, ISR_OFF, 0), "PCI_CFG window: length 0 refused");
+	check(pcicfg_refused(0, ISR_OFF + 1, 2), "PCI_CFG window: unaligned offset refused");
+	check(pcicfg_refused(1, ISR_OFF, 1), "PCI_CFG window: BAR 1 refused");
+	check(pcicfg_refused(0, BAR0_SIZE, 4) && pcicfg_refused(0, BAR0_SIZE - 2, 4) &&
+	      pcicfg_refused(0, 0xfffffffc, 4),
+	      "PCI_CFG window: past 32 KiB (or wrapping) refused");
+	check(pcicfg_refused(0, ISR_OFF, 0xffffffff), "PCI_CFG window: huge length refused");
+
+	/* Any write to the data bytes writes the window's first length bytes (4.1.4.9). */
+	pcicfg_set(0, VIRTIO_PCI_COMMON_Q_SELECT, 2);
+	pcicfg_data_write(0x77770001);
+	check(common_read(VIRTIO_PCI_COMMON_Q_SELECT, 2) == 1,
+	      "PCI_CFG window: a 4-byte data write");
+	cfg_write(slot, cap + 16, 1, 0);
+	check(common_read(VIRTIO_PCI_COMMON_Q_SELECT, 2) == 0 &&
+	      cfg_read(slot, cap + 18, 2) == 0x7777,
+	      "PCI_CFG window: a byte write to its data writes the window's two bytes");
+	pcicfg_set(0, 0, 0);
+}
+
+/* ---- hostile sweeps ----------------------------------------------------------------------- */
+
+static u64 rng_state = 0x9e3779b97f4a7c15ULL;
+
+static u64 rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static void drain_fds(struct fake_dev *d)
+{
+	unsigned int i;
+
+	fd_take(d->vdev.call_fd);
+	fd_take(d->vdev.config_fd);
+	for (i = 0; i < NQUEUES; i++)
+		fd_take(d->vdev.vq[i].kick_fd);
+}
+
+/* What is attached must match the function's state, whatever the guest did. */
+static bool attachments_consistent(void)
+{
+	u32 b = cfg_read(slot, PCI_BASE_ADDRESS_0, 4) & ~0xfU;
+	bool decoded = (cfg_read(slot, PCI_COMMAND, 2) & PCI_COMMAND_MEMORY) &&
+		       b >= PCI_WINDOW_BASE && b < PCI_WINDOW_BASE + PCI_WINDOW_SIZE;
+	u16 flags = cfg_read(slot, cap_msix + PCI_MSIX_FLAGS, 2);
+	bool msix_on = (flags & PCI_MSIX_FLAGS_ENABLE) && !(flags & PCI_MSIX_FLAGS_MASKALL);
+
+	if (decoded ? !(stub_ioeventfd_count() == NQUEUES && notify_fds_at(&dev_a, b)) :
+	    stub_ioeventfd_count() != 0)
+		return false;
+	return stub_irqfd_count() <= 2 && (msix_on || stub_irqfd_count() == 0) && !stub_refused();
+}
+
+static void test_sweep_config(void)
+{
+	unsigned int off, len, round, port;
+
+	/* Every register, every size the ports allow: garbage, then read back; four rounds. */
+	for (round = 0; round < 4; round++) {
+		for (off = 0; off < PCI_CFG_SIZE; off++) {
+			for (len = 1; len <= 4; len *= 2) {
+				if ((off & 3) + len > 4)
+					continue;
+				cfg_write(slot, off, len, rnd());
+				cfg_read(slot, off, len);
+				drain_fds(&dev_a);
+			}
+		}
+	}
+	check(attachments_consistent(), "sweep: garbage to every config register, sizes 1/2/4");
+	for (round = 0; round < 100000; round++) {
+		/* Mostly our function's registers, sometimes any bus, slot and function. */
+		pio_write(CONF1_ADDR, 4, rnd() & 3 ? (rnd() & 0x80ff00ff) | slot << 11 : rnd());
+		port = CONF1_ADDR + rnd() % 8;
+		len = 1 << rnd() % 3;
+		if (rnd() & 1)
+			pio_write(port, len, rnd());
+		else
+			pio_read(port, len);
+		if (!(round & 255))
+			drain_fds(&dev_a);
+	}
+	check(attachments_consistent(), "sweep: random latch values and port accesses");
+
+	/* Back to a decoded BAR 0 for the MMIO sweep. */
+	set_bar0(slot, bar);
+	set_command(slot, PCI_COMMAND_MEMORY);
+	cfg_write(slot, cap_msix + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+	check(cfg_read(slot, PCI_VENDOR_ID, 4) == 0x10421af4 &&
+	      cfg_read(slot, PCI_CAPABILITY_LIST, 1) == cap_msix &&
+	      common_read(VIRTIO_PCI_COMMON_NUMQ, 2) == NQUEUES && attachments_consistent(),
+	      "after the config sweep: IDs and capabilities intact, BAR 0 decodes again");
+}
+
+static void test_sweep_bar0(void)
+{
+	static const u32 sizes[] = { 1, 2, 4, 8 };
+	unsigned int i;
+	u64 off;
+
+	for (off = 0; off < BAR0_SIZE; off++) {
+		for (i = 0; i < ARRAY_SIZE(sizes); i++) {
+			mmio_read(bar + off, sizes[i]);
+			mmio_write(bar + off, sizes[i], rnd());
+			mmio_read(bar + off, sizes[i]);
+		}
+		if (!(off & 63))
+			drain_fds(&dev_a);
+	}
+	check(attachments_consistent(), "sweep: garbage to every BAR 0 offset, sizes 1/2/4/8");
+	/* Again through the PCI_CFG window, with the window's fields as garbage too. */
+	for (i = 0; i < 200000; i++) {
+		pcicfg_set(rnd() & 1 ? 0 : rnd(), rnd() & 1 ? rnd() % (2 * BAR0_SIZE) : rnd(),
+			   rnd() & 1 ? 1U << rnd() % 3 : (u32)rnd());
+		if (rnd() & 1)
+			pcicfg_data_write(rnd());
+		else
+			pcicfg_data();
+		if (!(i & 63))
+			drain_fds(&dev_a);
+	}
+	check(attachments_consistent(), "sweep: garbage through the PCI_CFG window");
+}
+
+/*
+ * Garbage rarely gets a device to DRIVER_OK: random traffic aimed at the
+ * registers, with small values, status flips and a driver starting over
+ * now and then, walks the status machine and the MSI-X state instead.
+ */
+static void test_sweep_registers(void)
+{
+	static const struct {
+		u32 off, len;
+	} hot[] = {
+		{ 0, 0x44 },
+		{ ISR_OFF, 8 },
+		{ DEVICE_OFF, CONFIG_SIZE + 4 },
+		{ NOTIFY_OFF, 4 * NQUEUES + 4 },
+		{ TABLE_OFF, 2 * PCI_MSIX_ENTRY_SIZE + 8 },
+		{ PBA_OFF, 16 },
+	};
+	unsigned int i, r, len, bad = 0, act = dev_a.activated;
+	u64 off, v;
+
+	for (i = 0; i < 500000; i++) {
+		r = rnd() % ARRAY_SIZE(hot);
+		len = 1U << rnd() % 4;
+		off = hot[r].off + rnd() % hot[r].len;
+		if (rnd() % 4)
+			off = ALIGN_DOWN(off, len);
+		v = rnd() & 1 ? rnd() % 4 : rnd();
+		switch (rnd() % 64) {
+		case 0:
+			negotiate();
+			break;
+		case 1:
+			msix_ctrl(rnd() & (PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL));
+			break;
+		case 2:
+			set_command(slot, rnd() % 4 ? PCI_COMMAND_MEMORY : 0);
+			break;
+		case 3:
+			set_status(rnd());
+			break;
+		default:
+			if (rnd() & 1)
+				mmio_write(bar + off, len, v);
+			else
+				mmio_read(bar + off, len);
+		}
+		if (!(i & 63)) {
+			drain_fds(&dev_a);
+			bad += !attachments_consistent();
+		}
+	}
+	set_command(slot, PCI_COMMAND_MEMORY);
+	check(!bad && attachments_consistent(),
+	      "sweep: random register traffic keeps irqfds and ioeventfds consistent");
+	printf("# register traffic activated the device %u times\n", dev_a.activated - act);
+	set_status(0);
+	drain_fds(&dev_a);
+	check(dev_a.activated - act > 100 && activations_balanced(&dev_a) && status() == 0 &&
+	      common_read(VIRTIO_PCI_COMMON_NUMQ, 2) == NQUEUES,
+	      "sweep: every activate was followed by exactly one reset");
+}
+
+static void test_teardown(void)
+{
+	struct virtio_dev *vdev = &dev_a.vdev;
+
+	/* Everything attached: decoded BAR, MSI-X on, both vectors unmasked. */
+	negotiate();
+	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 1);
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
+	table_write(0, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
+	table_write(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
+	msix_ctrl(PCI_MSIX_FLAGS_ENABLE);
+	common_write(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+	set_status(STATUS_FEATURES | VIRTIO_CONFIG_S_DRIVER_OK);
+	check(stub_irqfd_count() == 2 && stub_ioeventfd_count() == NQUEUES &&
+	      (status() & VIRTIO_CONFIG_S_DRIVER_OK),
+	      "before removal: live, two irqfds and the ioeventfds attached");
+	dev_a.resets = 0;
+	virtio_transport_remove(vdev);
+	check(stub_irqfd_count() == 0 && stub_ioeventfd_count() == 0 && !stub_refused(),
+	      "removal detaches every irqfd and ioeventfd, and nothing else");
+	check(dev_a.resets == 1 && !vdev->transport && vdev->call_fd == -1 &&
+	      vdev->config_fd == -1 && vdev->vq[0].kick_fd == -1,
+	      "removal resets the live device and closes its eventfds");
+	check(cfg_read(slot, PCI_VENDOR_ID, 4) == 0xffffffff &&
+	      mmio_read(bar + VIRTIO_PCI_COMMON_NUMQ, 2) == 0xffff,
+	      "the function left the bus: its slot and BAR read all ones");
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	vm.virtio_pci = true;
+	vm.pci = pci_bus_create(&vm);
+	if (!vm.pci || fake_add(&dev_a, "a")) {
+		printf("Bail out! cannot set up the bus and a function\n");
+		return 1;
+	}
+	/* As the guest finds it: scanning the slots. */
+	slot = find_function(1);
+	if (!slot) {
+		printf("Bail out! the function is not on the bus\n");
+		return 1;
+	}
+	bar = cfg_read(slot, PCI_BASE_ADDRESS_0, 4) & ~0xfULL;
+
+	printf("TAP version 13\n");
+	test_conf1();
+	test_ids_and_caps();
+	test_bar_sizing();
+	test_bar_decode();
+	test_features();
+	test_queues();
+	test_device_config();
+	test_msix_vectors();
+	test_msix_table();
+	test_msix_irqfds();
+	test_notify();
+	test_isr();
+	test_pcicfg();
+	test_sweep_config();
+	test_sweep_bar0();
+	test_sweep_registers();
+	test_teardown();
+	pci_bus_destroy(vm.pci);
+	printf("1..%u\n", ntests);
+	printf("# %u passed, %u failed\n", ntests - nfailed, nfailed);
+	return nfailed ? 1 : 0;
+}
