@@ -12,7 +12,7 @@
  */
 #include <errno.h>
 
-#include "vmlaunch.h"
+#include "kvm_stub.h"
 
 #define STUB_MAX	64
 
@@ -44,17 +44,6 @@ static unsigned int nrefused, nroute_sets;
 
 /* kvm.c's first MSI route GSI: after the IOAPIC's 24 pins. */
 #define STUB_FIRST_MSI_GSI	24
-
-/* The test's view of what is attached; pci_test.c declares these. */
-unsigned int stub_irqfd_count(void);
-int stub_irqfd_gsi(int fd);
-unsigned int stub_ioeventfd_count(void);
-bool stub_ioeventfd(int fd, u64 addr, u32 len, u64 datamatch);
-int stub_ioeventfd_take(u64 addr, u32 len, u64 value);
-int stub_msi_route_gsi(unsigned int i);
-bool stub_msi_route(u32 gsi, u64 *addr, u32 *data);
-unsigned int stub_route_sets(void);
-unsigned int stub_refused(void);
 
 static int register_range(struct io_range *ranges, unsigned int *n, u64 base, u64 len,
 			  io_handler_fn fn, void *opaque)

@@ -19,21 +19,11 @@
 #include <linux/virtio_ids.h>
 #include <linux/virtio_pci.h>
 
+#include "kvm_stub.h"
 #include "pci.h"
 #include "virtio.h"
 
 bool vmlaunch_verbose;
-
-/* kvm_stub.c */
-unsigned int stub_irqfd_count(void);
-int stub_irqfd_gsi(int fd);
-unsigned int stub_ioeventfd_count(void);
-bool stub_ioeventfd(int fd, u64 addr, u32 len, u64 datamatch);
-int stub_ioeventfd_take(u64 addr, u32 len, u64 value);
-int stub_msi_route_gsi(unsigned int i);
-bool stub_msi_route(u32 gsi, u64 *addr, u32 *data);
-unsigned int stub_route_sets(void);
-unsigned int stub_refused(void);
 
 /* What transport-pci.c and pci.c promise the guest. */
 #define CONF1_ADDR		0xcf8

@@ -461,7 +461,8 @@ static void bar0_access(struct virtio_pci *p, u64 off, u8 *data, u32 len, bool w
 		return;
 	case NOTIFY_OFF:
 		/* Only notifies no ioeventfd took (other sizes or values) come here. */
-		if (roff / NOTIFY_MULT < vdev->nqueues && roff + len <= vdev->nqueues * NOTIFY_MULT) {
+		if (roff / NOTIFY_MULT < vdev->nqueues &&
+		    roff + len <= vdev->nqueues * NOTIFY_MULT) {
 			if (write)
 				eventfd_signal(vdev->vq[roff / NOTIFY_MULT].kick_fd);
 			else

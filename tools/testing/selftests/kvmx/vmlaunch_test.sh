@@ -224,42 +224,52 @@ with open("/proc/self/fdinfo/%d" % vhost) as src, open(sys.argv[3], "w") as dst:
 sys.exit(os.waitstatus_to_exitcode(status))
 EOF
 
-# net_run NAME CMDLINE [ARGS...]: the guest that tests every NIC, once;
-# booted by the first test that needs it.
-net_run() {
-	local name=$1 cmdline=$2
-	shift 2
-	[ -z "${VM_RC[$name]:-}" ] || return 0
-	[ -n "$NET_SPECS" ] || return 0
-	[ -z "$NET_FD_TAP" ] || RUN_PREFIX=(python3 "$WITH_FDS" "$NET_FD_TAP" /dev/vhost-net -)
-	VMLAUNCH_INITRD=$GUEST/initramfs-net.cpio.gz run_vm "$name" --cpus 2 --mem 512M "$@" \
-		"${NET_ARGS[@]}" \
-		--cmdline "$cmdline kvmx.timeout=$((TIMEOUT * 5 / 6)) kvmx.test=net kvmx.net=$NET_SPECS"
-	RUN_PREFIX=()
-	# The servers end after their one test; give the last report a moment.
-	sleep 1
-	diag "$name guest: $SECS s from start to poweroff"
-}
-
-# The same NICs on virtio-pci: fresh one-shot iperf3 servers on the same
-# ports (the first guest's are done, or never got a client), reporting to
-# iperf3-pci-BACKEND-*.json.
-net_pci_boot() {
+# net_servers PREFIX: fresh one-shot iperf3 servers for every NIC, on the
+# ports net_setup gave them, reporting to PREFIX-BACKEND-{send,receive}.json.
+# The earlier ones are done, never got a client, or were left mid-test by
+# a guest that died (they would answer a new client "busy").
+net_servers() {
 	local i=0 b net port
-	[ -z "${VM_RC[net_pci]:-}" ] || return 0
 	for b in "${NET_BACKENDS[@]}"; do
 		[ -z "${NET_SKIP[$b]:-}" ] || continue
 		net=10.0.$((10 + i))
 		port=$((5201 + 2 * i))
 		pkill -f "iperf3 -s -1 -J -B $net.1 " 2>/dev/null || true
 		sleep 0.2
-		iperf3 -s -1 -J -B "$net.1" -p "$port" --logfile "$WORK/iperf3-pci-$b-send.json" &
+		rm -f "$1-$b-send.json" "$1-$b-receive.json"
+		iperf3 -s -1 -J -B "$net.1" -p "$port" --logfile "$1-$b-send.json" &
 		SERVER_PIDS+=($!)
-		iperf3 -s -1 -J -B "$net.1" -p $((port + 1)) --logfile "$WORK/iperf3-pci-$b-receive.json" &
+		iperf3 -s -1 -J -B "$net.1" -p $((port + 1)) --logfile "$1-$b-receive.json" &
 		SERVER_PIDS+=($!)
 		i=$((i + 1))
 	done
-	net_run net_pci "$CMDLINE_PCI" --transport pci
+}
+
+# net_run NAME PREFIX CMDLINE [ARGS...]: the guest that tests every NIC,
+# once, booted by the first test that needs it; its iperf3 servers report
+# to PREFIX-BACKEND-*.json (started again if the guest has to run again).
+net_run() {
+	local name=$1 prefix=$2 cmdline=$3
+	shift 3
+	[ -z "${VM_RC[$name]:-}" ] || return 0
+	[ -n "$NET_SPECS" ] || return 0
+	[ -z "$NET_FD_TAP" ] || RUN_PREFIX=(python3 "$WITH_FDS" "$NET_FD_TAP" /dev/vhost-net -)
+	RUN_BEFORE_RETRY=(net_servers "$prefix")
+	VMLAUNCH_INITRD=$GUEST/initramfs-net.cpio.gz run_vm "$name" --cpus 2 --mem 512M "$@" \
+		"${NET_ARGS[@]}" \
+		--cmdline "$cmdline kvmx.timeout=$((TIMEOUT * 5 / 6)) kvmx.test=net kvmx.net=$NET_SPECS"
+	RUN_PREFIX=()
+	RUN_BEFORE_RETRY=()
+	# The servers end after their one test; give the last report a moment.
+	sleep 1
+	diag "$name guest: $SECS s from start to poweroff"
+}
+
+# The same NICs on virtio-pci, with servers of their own.
+net_pci_boot() {
+	[ -z "${VM_RC[net_pci]:-}" ] || return 0
+	net_servers "$WORK/iperf3-pci"
+	net_run net_pci "$WORK/iperf3-pci" "$CMDLINE_PCI" --transport pci
 }
 
 # net_test BACKEND [pci]: the guest pinged this NIC's peer without a loss
@@ -274,7 +284,7 @@ net_test() {
 		name=net_pci json=$WORK/iperf3-pci-$b chip=PCI-MSIX
 		net_pci_boot
 	else
-		net_run net "$CMDLINE"
+		net_run net "$WORK/iperf3" "$CMDLINE"
 	fi
 	RC=${VM_RC[$name]}
 	expect_rc 0 "$WORK/$name.log" || return 1
@@ -463,6 +473,8 @@ hold_kvm_static_keys() {
 # is a command that execs the rest (see with_fds).
 declare -A VM_RC VM_SECS
 RUN_PREFIX=()
+# A command run_vm runs before it boots a guest again (net_run: fresh servers).
+RUN_BEFORE_RETRY=()
 run_vm_once() {
 	local name=$1 start end
 	shift
@@ -503,6 +515,7 @@ run_vm() {
 	diag "guest '$1' $why: running it once more; its log: $kept"
 	tail -n 3 "$WORK/$1.log" | sed 's/^/# | /'
 	mv "$WORK/$1.log" "$kept"
+	[ ${#RUN_BEFORE_RETRY[@]} = 0 ] || "${RUN_BEFORE_RETRY[@]}"
 	run_vm_once "$@"
 }
 
