@@ -425,7 +425,7 @@ static void *blk_io_thread(void *arg)
 		polling = poll_us && q->active && !q->broken;
 		blk_process(q, polling);
 		if (q->pushed && q->active && !q->broken && virtq_should_notify(&q->vr))
-			virtio_notify(&b->vdev, VIRTIO_ISR_USED);
+			virtio_notify_used(&b->vdev, q->index);
 		q->pushed = false;
 		if (!q->inflight)
 			pthread_cond_broadcast(&q->idle);
@@ -586,7 +586,7 @@ static int blk_vhost_start_queue(struct blk_dev *b, unsigned int index)
 	int r;
 
 	r = vhost_setup_vring(&b->vhost, vdev->vm, index, &vdev->vq[index], vdev->acked,
-			      vdev->call_fd, b->err_fd);
+			      vdev->vq[index].call_fd, b->err_fd);
 	if (r)
 		return r;
 	if (b->cfg->poll_us) {

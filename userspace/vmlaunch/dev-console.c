@@ -132,7 +132,7 @@ static void vcon_tx_kick(void *opaque)
 	} while (virtq_enable_kicks(&vc->tx));
 notify:
 	if (pushed && virtq_should_notify(&vc->tx))
-		virtio_notify(&vc->vdev, VIRTIO_ISR_USED);
+		virtio_notify_used(&vc->vdev, VCON_TXQ);
 out:
 	pthread_mutex_unlock(&vc->lock);
 }
@@ -184,7 +184,7 @@ size_t vcon_input(struct vcon *vc, const u8 *buf, size_t len)
 	}
 	vc->rx_bytes += done;
 	if (pushed && virtq_should_notify(&vc->rx))
-		virtio_notify(&vc->vdev, VIRTIO_ISR_USED);
+		virtio_notify_used(&vc->vdev, VCON_RXQ);
 out:
 	pthread_mutex_unlock(&vc->lock);
 	return done;

@@ -221,7 +221,7 @@ static bool net_tx(struct net_dev *n)
 	} while (virtq_enable_kicks(&n->tx));
 out:
 	if (pushed && virtq_should_notify(&n->tx))
-		virtio_notify(&n->vdev, VIRTIO_ISR_USED);
+		virtio_notify_used(&n->vdev, NET_TXQ);
 	return more;
 }
 
@@ -296,7 +296,7 @@ static enum rx_state net_rx(struct net_dev *n)
 		n->rx_bytes += len - NET_HDR_LEN;
 	}
 	if (pushed && virtq_should_notify(&n->rx))
-		virtio_notify(&n->vdev, VIRTIO_ISR_USED);
+		virtio_notify_used(&n->vdev, NET_RXQ);
 	return state;
 }
 
@@ -441,7 +441,7 @@ static int net_vhost_activate(struct virtio_dev *vdev)
 	r = vhost_set_features(&n->vhost, vdev->acked & n->vhost.features);
 	for (i = 0; !r && i < 2; i++)
 		r = vhost_setup_vring(&n->vhost, vdev->vm, i, &vdev->vq[i], vdev->acked,
-				      vdev->call_fd, n->err_fd);
+				      vdev->vq[i].call_fd, n->err_fd);
 	if (r)
 		return r;
 	for (i = 0; i < 2; i++) {

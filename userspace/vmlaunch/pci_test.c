@@ -11,6 +11,7 @@
  * case fails.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@ bool vmlaunch_verbose;
 #define COMMON_Q_NDATA		0x38
 #define COMMON_Q_RESET		0x3a
 #define NQUEUES			2
+#define NVECTORS		(NQUEUES + 1)	/* a vector per queue, one for config */
 #define CONFIG_SIZE		8
 #define FEATURES		((1ULL << VIRTIO_F_VERSION_1) | \
 				 (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << 3))
@@ -233,6 +235,47 @@ static bool notify_fds_at(struct fake_dev *d, u64 base)
 	return true;
 }
 
+/* The MSI routes added from the @first-th on: one per vector, all there, all different. */
+static bool vector_routes_distinct(unsigned int first)
+{
+	unsigned int v, w;
+
+	for (v = 0; v < NVECTORS; v++) {
+		if (stub_msi_route_gsi(first + v) < 0)
+			return false;
+		for (w = 0; w < v; w++)
+			if (stub_msi_route_gsi(first + v) == stub_msi_route_gsi(first + w))
+				return false;
+	}
+	return true;
+}
+
+static bool fd_open(int fd)
+{
+	return fd >= 0 && fcntl(fd, F_GETFD) >= 0;
+}
+
+/* Every queue's call and kick eventfd, and config_fd: open, and no two the same. */
+static bool eventfds_distinct(const struct fake_dev *d)
+{
+	int fds[2 * NQUEUES + 1];
+	unsigned int i, j, n = 0;
+
+	for (i = 0; i < NQUEUES; i++) {
+		fds[n++] = d->vdev.vq[i].call_fd;
+		fds[n++] = d->vdev.vq[i].kick_fd;
+	}
+	fds[n++] = d->vdev.config_fd;
+	for (i = 0; i < n; i++) {
+		if (!fd_open(fds[i]))
+			return false;
+		for (j = 0; j < i; j++)
+			if (fds[i] == fds[j])
+				return false;
+	}
+	return true;
+}
+
 /* The first slot from @from on with a virtio function, 0 if none. */
 static unsigned int find_function(unsigned int from)
 {
@@ -353,11 +396,16 @@ static void test_ids_and_caps(void)
 	check(list_ok && n == 6, "capabilities: MSI-X and five vendor capabilities, list ends");
 
 	flags = cfg_read(slot, cap_msix + PCI_MSIX_FLAGS, 2);
-	check(cap_msix && (flags & PCI_MSIX_FLAGS_QSIZE) == 1 &&
+	check(cap_msix && (flags & PCI_MSIX_FLAGS_QSIZE) == NQUEUES &&
 	      !(flags & (PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL)) &&
 	      cfg_read(slot, cap_msix + PCI_MSIX_TABLE, 4) == TABLE_OFF &&
 	      cfg_read(slot, cap_msix + PCI_MSIX_PBA, 4) == PBA_OFF,
-	      "MSI-X: two vectors, disabled, table at BAR0+0x4000, PBA at BAR0+0x5000");
+	      "MSI-X: table size field num_queues (a vector per queue + 1), disabled, "
+	      "table at BAR0+0x4000, PBA at BAR0+0x5000");
+	check(vector_routes_distinct(0) && stub_msi_route_gsi(NVECTORS) == -1,
+	      "MSI-X: the function has an MSI route per vector, three in all");
+	check(eventfds_distinct(&dev_a),
+	      "each queue has its own call eventfd, apart from config_fd and the kick eventfds");
 
 	for (t = VIRTIO_PCI_CAP_COMMON_CFG; t <= VIRTIO_PCI_CAP_PCI_CFG; t++) {
 		pos = cap_vndr[t];
@@ -412,7 +460,7 @@ static void test_bar_sizing(void)
 	cfg_write(slot, cap_msix + PCI_MSIX_FLAGS, 2, 0x07ff);
 	check(cfg_read(slot, cap_vndr[VIRTIO_PCI_CAP_COMMON_CFG] + VIRTIO_PCI_CAP_OFFSET, 4) == 0 &&
 	      cfg_read(slot, cap_msix + PCI_MSIX_TABLE, 4) == TABLE_OFF &&
-	      cfg_read(slot, cap_msix + PCI_MSIX_FLAGS, 2) == 1,
+	      cfg_read(slot, cap_msix + PCI_MSIX_FLAGS, 2) == NQUEUES,
 	      "capabilities are read-only (MSI-X table size and offset, virtio offsets)");
 
 	cfg_write(slot, PCI_INTERRUPT_LINE, 1, 0x0b);
@@ -429,6 +477,7 @@ static void test_bar_decode(void)
 	const u64 fw = PCI_WINDOW_BASE + (slot - 1) * 0x100000ULL;
 	u64 moved = PCI_WINDOW_BASE + 0x8000000;
 	unsigned int s;
+	int b_fds[3];
 
 	check(bar == fw && cfg_read(slot, PCI_BASE_ADDRESS_0, 4) == fw &&
 	      (cfg_read(slot, PCI_COMMAND, 2) & PCI_COMMAND_MEMORY),
@@ -484,6 +533,12 @@ static void test_bar_decode(void)
 	check(s == slot + 1 && stub_ioeventfd_count() == 2 * NQUEUES &&
 	      notify_fds_at(&dev_b, fw + 0x100000),
 	      "a second function at the next slot, BAR 0 1 MiB further");
+	check(vector_routes_distinct(0) && vector_routes_distinct(NVECTORS) &&
+	      stub_msi_route_gsi(2 * NVECTORS) == -1 && eventfds_distinct(&dev_b) &&
+	      dev_b.vdev.vq[0].call_fd != dev_a.vdev.vq[0].call_fd &&
+	      dev_b.vdev.vq[1].call_fd != dev_a.vdev.vq[1].call_fd,
+	      "the second function has three MSI routes of its own, six in all, "
+	      "and its own eventfds");
 	set_bar0(s, 0xe0500000);
 	check(stub_ioeventfd_count() == NQUEUES && notify_fds_at(&dev_a, 0xe0500000) &&
 	      mmio_read(0xe0500000 + VIRTIO_PCI_COMMON_NUMQ, 2) == NQUEUES &&
@@ -493,9 +548,28 @@ static void test_bar_decode(void)
 	check(stub_ioeventfd_count() == 2 * NQUEUES && notify_fds_at(&dev_a, 0xe0600000) &&
 	      notify_fds_at(&dev_b, 0xe0500000) && !stub_refused(),
 	      "once the other moves away, the uncovered BAR decodes again");
+
+	/* The second function's vectors: its own routes, not the first one's. */
+	mmio_write(0xe0500000 + VIRTIO_PCI_COMMON_Q_SELECT, 2, 1);
+	mmio_write(0xe0500000 + VIRTIO_PCI_COMMON_Q_MSIX, 2, 2);
+	mmio_write(0xe0500000 + TABLE_OFF + 2 * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL,
+		   4, 0);
+	cfg_write(s, cap_msix + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+	check(cfg_read(s, cap_msix, 1) == PCI_CAP_ID_MSIX && stub_irqfd_count() == 1 &&
+	      stub_irqfd_gsi(dev_b.vdev.vq[1].call_fd) == stub_msi_route_gsi(NVECTORS + 2) &&
+	      !stub_refused(),
+	      "the second function's queue 1 on its vector 2: an irqfd on its own third route");
+	b_fds[0] = dev_b.vdev.vq[0].call_fd;
+	b_fds[1] = dev_b.vdev.vq[1].call_fd;
+	b_fds[2] = dev_b.vdev.config_fd;
 	virtio_transport_remove(&dev_b.vdev);
-	check(stub_ioeventfd_count() == NQUEUES && cfg_read(s, PCI_VENDOR_ID, 2) == 0xffff &&
-	      !stub_refused(), "the second function leaves the bus");
+	check(stub_ioeventfd_count() == NQUEUES && stub_irqfd_count() == 0 &&
+	      cfg_read(s, PCI_VENDOR_ID, 2) == 0xffff && !stub_refused(),
+	      "the second function leaves the bus, its irqfd detached");
+	check(dev_b.vdev.vq[0].call_fd == -1 && dev_b.vdev.vq[1].call_fd == -1 &&
+	      dev_b.vdev.config_fd == -1 && !fd_open(b_fds[0]) && !fd_open(b_fds[1]) &&
+	      !fd_open(b_fds[2]) && eventfds_distinct(&dev_a),
+	      "the second function's eventfds are closed, the first one's stay open");
 
 	set_bar0(slot, bar);
 	check(notify_fds_at(&dev_a, bar) && stub_ioeventfd_count() == NQUEUES,
@@ -763,44 +837,115 @@ static bool route_is(int gsi, u64 addr, u32 data)
 	return gsi >= 0 && stub_msi_route(gsi, &a, &d) && a == addr && d == data;
 }
 
+/* dev_a's routes were added first: vector v's is the v-th. */
+static int vector_route(unsigned int v)
+{
+	return stub_msi_route_gsi(v);
+}
+
+static int call_fd(unsigned int q)
+{
+	return dev_a.vdev.vq[q].call_fd;
+}
+
+/* Queue @q's vector, leaving queue 0 selected. */
+static void set_queue_vector(u16 q, u16 v)
+{
+	select_queue(q);
+	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, v);
+	select_queue(0);
+}
+
+static u16 queue_vector(u16 q)
+{
+	u16 v;
+
+	select_queue(q);
+	v = common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2);
+	select_queue(0);
+	return v;
+}
+
+static void set_config_vector(u16 v)
+{
+	common_write(VIRTIO_PCI_COMMON_MSIX, 2, v);
+}
+
+static u16 config_vector(void)
+{
+	return common_read(VIRTIO_PCI_COMMON_MSIX, 2);
+}
+
+static void mask_vector(unsigned int v, bool masked)
+{
+	table_write(v, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, masked ? PCI_MSIX_ENTRY_CTRL_MASKBIT : 0);
+}
+
+/* What KVM would have taken from the used-buffer and config eventfds. */
+static void drain_calls(struct fake_dev *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < NQUEUES; i++)
+		fd_take(d->vdev.vq[i].call_fd);
+	fd_take(d->vdev.config_fd);
+}
+
 static void test_msix_vectors(void)
 {
-	bool ok;
+	/* The first vector past the table, a large one, and the largest not NO_VECTOR. */
+	static const u16 refused[] = { NVECTORS, 0x1234, VIRTIO_MSI_NO_VECTOR - 1 };
+	unsigned int v, i;
+	bool ok = true;
+	u16 q;
 
-	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 0);
-	ok = common_read(VIRTIO_PCI_COMMON_MSIX, 2) == 0;
-	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 1);
-	ok &= common_read(VIRTIO_PCI_COMMON_MSIX, 2) == 1;
-	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 2);
-	ok &= common_read(VIRTIO_PCI_COMMON_MSIX, 2) == VIRTIO_MSI_NO_VECTOR;
-	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 0x1234);
-	ok &= common_read(VIRTIO_PCI_COMMON_MSIX, 2) == VIRTIO_MSI_NO_VECTOR;
-	check(ok, "msix_config takes vectors 0 and 1; 2 and 0x1234 read back NO_VECTOR");
+	for (v = 0; v < NVECTORS; v++) {
+		set_config_vector(v);
+		ok &= config_vector() == v;
+	}
+	for (i = 0; i < ARRAY_SIZE(refused); i++) {
+		set_config_vector(1);
+		set_config_vector(refused[i]);
+		ok &= config_vector() == VIRTIO_MSI_NO_VECTOR;
+	}
+	set_config_vector(1);
+	set_config_vector(VIRTIO_MSI_NO_VECTOR);
+	ok &= config_vector() == VIRTIO_MSI_NO_VECTOR;
+	check(ok, "msix_config takes vectors 0, 1 and 2; 3 and 0x1234 read back NO_VECTOR");
 
-	select_queue(1);
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 1);
-	ok = common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == 1;
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
-	ok &= common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == 0;
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 2);
-	ok &= common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == VIRTIO_MSI_NO_VECTOR;
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0x1234);
-	ok &= common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == VIRTIO_MSI_NO_VECTOR;
-	select_queue(0);
-	check(ok && common_read(VIRTIO_PCI_COMMON_Q_MSIX, 2) == VIRTIO_MSI_NO_VECTOR,
-	      "queue_msix_vector takes 0 and 1 per queue; 2 and 0x1234 read back NO_VECTOR");
+	ok = true;
+	for (q = NQUEUES; q-- > 0;) {
+		for (v = 0; v < NVECTORS; v++) {
+			set_queue_vector(q, v);
+			ok &= queue_vector(q) == v;
+		}
+		for (i = 0; i < ARRAY_SIZE(refused); i++) {
+			set_queue_vector(q, 1);
+			set_queue_vector(q, refused[i]);
+			ok &= queue_vector(q) == VIRTIO_MSI_NO_VECTOR;
+		}
+		if (q == 1) {
+			/* Queue 1 keeps a vector while queue 0's are tried: one each. */
+			set_queue_vector(1, NVECTORS - 1);
+			ok &= queue_vector(0) == VIRTIO_MSI_NO_VECTOR;
+		}
+	}
+	check(ok && queue_vector(1) == NVECTORS - 1 && queue_vector(0) == VIRTIO_MSI_NO_VECTOR,
+	      "queue_msix_vector takes 0, 1 and 2 per queue; 3 and 0x1234 read back NO_VECTOR");
 	check(stub_irqfd_count() == 0, "vectors chosen with MSI-X disabled attach no irqfd");
 }
 
 static void test_msix_table(void)
 {
-	int gsi0 = stub_msi_route_gsi(0), gsi1 = stub_msi_route_gsi(1);
-	unsigned int sets;
+	int gsi0 = vector_route(0), gsi1 = vector_route(1), gsi2 = vector_route(2);
+	unsigned int sets, v;
+	bool ok = pba() == 0;
 
-	check(table_read(0, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == PCI_MSIX_ENTRY_CTRL_MASKBIT &&
-	      table_read(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == PCI_MSIX_ENTRY_CTRL_MASKBIT &&
-	      table_read(0, PCI_MSIX_ENTRY_LOWER_ADDR, 8) == 0 && pba() == 0,
-	      "MSI-X table after reset: entries masked and empty, nothing pending");
+	for (v = 0; v < NVECTORS; v++)
+		ok &= table_read(v, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == PCI_MSIX_ENTRY_CTRL_MASKBIT &&
+		      table_read(v, PCI_MSIX_ENTRY_LOWER_ADDR, 8) == 0 &&
+		      table_read(v, PCI_MSIX_ENTRY_DATA, 4) == 0;
+	check(ok, "MSI-X table after reset: three entries, masked and empty, nothing pending");
 
 	table_write(0, PCI_MSIX_ENTRY_LOWER_ADDR, 4, MSI_ADDR | 3);
 	table_write(0, PCI_MSIX_ENTRY_UPPER_ADDR, 4, 0);
@@ -815,37 +960,58 @@ static void test_msix_table(void)
 	      table_read(1, PCI_MSIX_ENTRY_LOWER_ADDR, 8) == (0x1200000000ULL | MSI_ADDR) &&
 	      route_is(gsi0, MSI_ADDR, 0x4041),
 	      "table entry 1 written with an 8-byte access: its own route");
+	/* Data and vector control of the last entry in one 8-byte access, still masked. */
+	table_write(2, PCI_MSIX_ENTRY_LOWER_ADDR, 4, MSI_ADDR | 1);
+	table_write(2, PCI_MSIX_ENTRY_DATA, 8, (u64)PCI_MSIX_ENTRY_CTRL_MASKBIT << 32 | 0x4043);
+	check(route_is(gsi2, MSI_ADDR, 0x4043) &&
+	      table_read(2, PCI_MSIX_ENTRY_DATA, 8) ==
+	      ((u64)PCI_MSIX_ENTRY_CTRL_MASKBIT << 32 | 0x4043) &&
+	      route_is(gsi0, MSI_ADDR, 0x4041) &&
+	      route_is(gsi1, 0x1200000000ULL | MSI_ADDR, 0x4042) && stub_irqfd_count() == 0,
+	      "table entry 2, the last: its own route; data and control as one 8-byte access");
 
 	sets = stub_route_sets();
 	table_write(0, PCI_MSIX_ENTRY_DATA, 1, 0xff);
 	table_write(0, PCI_MSIX_ENTRY_DATA, 2, 0xffff);
 	table_write(0, PCI_MSIX_ENTRY_DATA + 1, 4, 0xffffffff);
 	table_write(0, PCI_MSIX_ENTRY_UPPER_ADDR, 8, ~0ULL);
-	table_write(2, PCI_MSIX_ENTRY_DATA, 4, 0x4043);
+	table_write(NVECTORS, PCI_MSIX_ENTRY_LOWER_ADDR, 8, MSI_ADDR);
+	table_write(NVECTORS, PCI_MSIX_ENTRY_DATA, 4, 0x4044);
+	table_write(NVECTORS, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
 	table_write(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 8, 0);
+	table_write(2, PCI_MSIX_ENTRY_VECTOR_CTRL, 8, 0);
 	table_write(0x3f, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
 	check(stub_route_sets() == sets && route_is(gsi0, MSI_ADDR, 0x4041) &&
 	      route_is(gsi1, 0x1200000000ULL | MSI_ADDR, 0x4042) &&
-	      table_read(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == PCI_MSIX_ENTRY_CTRL_MASKBIT,
-	      "table writes of size 1/2, unaligned, or past two entries are ignored");
+	      route_is(gsi2, MSI_ADDR, 0x4043) &&
+	      table_read(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == PCI_MSIX_ENTRY_CTRL_MASKBIT &&
+	      table_read(2, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == PCI_MSIX_ENTRY_CTRL_MASKBIT,
+	      "table writes of size 1/2, unaligned, or past three entries are ignored");
 	check(table_read(0, PCI_MSIX_ENTRY_DATA, 1) == 0 &&
 	      table_read(0, PCI_MSIX_ENTRY_DATA, 2) == 0 &&
 	      table_read(0, PCI_MSIX_ENTRY_DATA + 2, 4) == 0 &&
 	      table_read(0, PCI_MSIX_ENTRY_UPPER_ADDR, 8) == 0 &&
-	      table_read(2, PCI_MSIX_ENTRY_LOWER_ADDR, 4) == 0 &&
-	      table_read(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 8) == 0,
-	      "table reads of size 1/2, unaligned, or past two entries read 0");
+	      table_read(NVECTORS, PCI_MSIX_ENTRY_LOWER_ADDR, 4) == 0 &&
+	      table_read(NVECTORS, PCI_MSIX_ENTRY_DATA, 8) == 0 &&
+	      table_read(NVECTORS, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == 0 &&
+	      table_read(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 8) == 0 &&
+	      table_read(2, PCI_MSIX_ENTRY_VECTOR_CTRL, 8) == 0,
+	      "table reads of size 1/2, unaligned, or past three entries read 0");
 }
 
 static void test_msix_irqfds(void)
 {
 	struct virtio_dev *vdev = &dev_a.vdev;
-	int gsi0 = stub_msi_route_gsi(0), gsi1 = stub_msi_route_gsi(1);
+	int gsi0 = vector_route(0), gsi1 = vector_route(1), gsi2 = vector_route(2);
+	int q0 = call_fd(0), q1 = call_fd(1), cfd = vdev->config_fd;
+	u64 pending;
+	bool ok;
 
-	/* Queues on vector 0, config on 1: Linux's shared mode the other way round. */
+	/* Linux's first choice: config on vector 0, then a vector per queue. */
 	negotiate();
-	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 1);
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
+	set_config_vector(0);
+	set_queue_vector(0, 1);
+	set_queue_vector(1, 2);
 	msix_ctrl(PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
 	check(stub_irqfd_count() == 0 &&
 	      (cfg_read(slot, cap_msix + PCI_MSIX_FLAGS, 2) & ~PCI_MSIX_FLAGS_QSIZE) ==
@@ -853,69 +1019,151 @@ static void test_msix_irqfds(void)
 	      "MSI-X enabled with the function masked: no irqfd");
 	msix_ctrl(PCI_MSIX_FLAGS_ENABLE);
 	check(stub_irqfd_count() == 0, "MSI-X enabled, entries still masked: no irqfd");
-	table_write(0, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
-	check(stub_irqfd_count() == 1 && stub_irqfd_gsi(vdev->call_fd) == gsi0,
-	      "entry 0 unmasked: call_fd drives queue 0's vector route");
-	table_write(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0xfffffffe);
-	check(stub_irqfd_count() == 2 && stub_irqfd_gsi(vdev->config_fd) == gsi1 &&
-	      table_read(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == 0,
-	      "entry 1 unmasked (reserved bits dropped): config_fd drives the config route");
+	mask_vector(1, false);
+	check(stub_irqfd_count() == 1 && stub_irqfd_gsi(q0) == gsi1,
+	      "entry 1 unmasked: queue 0's call_fd drives its vector's route, nothing else");
+	table_write(2, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0xfffffffe);
+	check(stub_irqfd_count() == 2 && stub_irqfd_gsi(q1) == gsi2 &&
+	      stub_irqfd_gsi(q0) == gsi1 && table_read(2, PCI_MSIX_ENTRY_VECTOR_CTRL, 4) == 0,
+	      "entry 2 unmasked (reserved bits dropped): queue 1's call_fd on vector 2's route");
+	mask_vector(0, false);
+	check(stub_irqfd_count() == 3 && stub_irqfd_gsi(cfd) == gsi0 &&
+	      stub_irqfd_gsi(q0) == gsi1 && stub_irqfd_gsi(q1) == gsi2 && !stub_refused(),
+	      "a vector per queue: each call_fd on its own vector's route, "
+	      "config_fd on vector 0's");
 
-	table_write(0, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, PCI_MSIX_ENTRY_CTRL_MASKBIT);
-	check(stub_irqfd_gsi(vdev->call_fd) == -1 && stub_irqfd_gsi(vdev->config_fd) == gsi1,
-	      "entry 0 masked: call_fd detached, config_fd stays");
+	drain_calls(&dev_a);
+	mmio_read(bar + ISR_OFF, 1);
+	virtio_notify_used(vdev, 1);
+	check(fd_take(q1) == 1 && fd_take(q0) == 0 && fd_take(cfd) == 0 &&
+	      mmio_read(bar + ISR_OFF, 1) == VIRTIO_ISR_USED,
+	      "virtio_notify_used(queue 1) signals queue 1's call_fd only, ISR used bit");
+	virtio_notify_used(vdev, 0);
+	check(fd_take(q0) == 1 && fd_take(q1) == 0 && fd_take(cfd) == 0,
+	      "virtio_notify_used(queue 0) signals queue 0's call_fd only");
+	virtio_notify_config(vdev);
+	check(fd_take(cfd) == 1 && fd_take(q0) == 0 && fd_take(q1) == 0 &&
+	      mmio_read(bar + ISR_OFF, 1) == (VIRTIO_ISR_USED | VIRTIO_ISR_CONFIG),
+	      "virtio_notify_config signals config_fd only; ISR has both bits");
+
+	mask_vector(2, true);
+	check(stub_irqfd_count() == 2 && stub_irqfd_gsi(q1) == -1 && stub_irqfd_gsi(q0) == gsi1 &&
+	      stub_irqfd_gsi(cfd) == gsi0,
+	      "entry 2 masked: only queue 1's call_fd detached");
 	check(pba() == 0, "masked, nothing signalled: nothing pending");
-	eventfd_signal(vdev->call_fd);
-	check(pba() == 1 && mmio_read(bar + PBA_OFF, 1) == 1,
-	      "masked vector signalled: its PBA bit reads 1");
+	virtio_notify_used(vdev, 1);
+	check(pba() == 4 && mmio_read(bar + PBA_OFF, 1) == 4,
+	      "queue 1 signalled on masked vector 2: PBA bit 2 only");
+	virtio_notify_used(vdev, 0);
+	virtio_notify_config(vdev);
+	check(pba() == 4, "signals on unmasked vectors are not pending: KVM takes them");
+	fd_take(q0);
+	fd_take(cfd);
 	mmio_write(bar + PBA_OFF, 8, 0);
 	mmio_write(bar + PBA_OFF, 1, 0);
-	check(pba() == 1, "the PBA is read-only");
-	table_write(0, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
-	check(stub_irqfd_gsi(vdev->call_fd) == gsi0 && pba() == 0,
-	      "entry 0 unmasked: call_fd attached again (KVM delivers), PBA clear");
-	fd_take(vdev->call_fd);
+	check(pba() == 4, "the PBA is read-only");
+	mask_vector(2, false);
+	check(stub_irqfd_gsi(q1) == gsi2 && stub_irqfd_count() == 3 && pba() == 0,
+	      "entry 2 unmasked: queue 1's call_fd attached again (KVM delivers), PBA clear");
+	fd_take(q1);
+
+	mask_vector(1, true);
+	mask_vector(2, true);
+	virtio_notify_used(vdev, 1);
+	pending = pba();
+	set_queue_vector(1, 1);
+	check(pending == 4 && pba() == 2 && stub_irqfd_gsi(q1) == -1 &&
+	      stub_irqfd_gsi(q0) == -1 && stub_irqfd_count() == 1,
+	      "a held signal follows its queue to another masked vector's PBA bit");
+	set_queue_vector(1, 2);
+	mask_vector(1, false);
+	mask_vector(2, false);
+	fd_take(q1);
 
 	msix_ctrl(PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
 	check(stub_irqfd_count() == 0, "function mask set: every irqfd detached");
-	virtio_notify(vdev, VIRTIO_ISR_CONFIG);
-	check(pba() == 2, "config change while masked: the config vector's PBA bit");
+	virtio_notify_config(vdev);
+	check(pba() == 1, "config change while the function is masked: vector 0's PBA bit");
+	virtio_notify_used(vdev, 0);
+	check(pba() == 3, "queue 0's used buffers too: vector 1's bit as well");
 	msix_ctrl(PCI_MSIX_FLAGS_ENABLE);
-	check(stub_irqfd_gsi(vdev->call_fd) == gsi0 && stub_irqfd_gsi(vdev->config_fd) == gsi1 &&
-	      pba() == 0, "function mask cleared: both attached again");
-	fd_take(vdev->config_fd);
+	check(stub_irqfd_gsi(cfd) == gsi0 && stub_irqfd_gsi(q0) == gsi1 &&
+	      stub_irqfd_gsi(q1) == gsi2 && stub_irqfd_count() == 3 && pba() == 0,
+	      "function mask cleared: all three attached again");
+	drain_calls(&dev_a);
 
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 1);
-	check(stub_irqfd_gsi(vdev->call_fd) == gsi1 && stub_irqfd_gsi(vdev->config_fd) == gsi1,
-	      "queue 0 moved to vector 1: call_fd follows it");
-	/* A queue without a callback has no vector: the others' still count. */
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, VIRTIO_MSI_NO_VECTOR);
-	select_queue(1);
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
-	check(stub_irqfd_gsi(vdev->call_fd) == gsi0,
-	      "queue 0 without a vector: call_fd on queue 1's");
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, VIRTIO_MSI_NO_VECTOR);
-	check(stub_irqfd_gsi(vdev->call_fd) == -1, "no queue with a vector: call_fd detached");
-	select_queue(0);
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 1);
-	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 7);
-	check(stub_irqfd_gsi(vdev->config_fd) == -1 && stub_irqfd_count() == 1,
-	      "config vector refused: config_fd detached");
-	virtio_notify(vdev, VIRTIO_ISR_CONFIG);
+	/* Linux's fallback: config on vector 0, every queue on vector 1. */
+	set_queue_vector(1, 1);
+	check(queue_vector(0) == 1 && queue_vector(1) == 1 && stub_irqfd_count() == 3 &&
+	      stub_irqfd_gsi(q0) == gsi1 && stub_irqfd_gsi(q1) == gsi1 &&
+	      stub_irqfd_gsi(cfd) == gsi0 && !stub_refused(),
+	      "both queues on vector 1: two irqfds on its route");
+	mask_vector(1, true);
+	check(stub_irqfd_count() == 1 && stub_irqfd_gsi(q0) == -1 && stub_irqfd_gsi(q1) == -1 &&
+	      stub_irqfd_gsi(cfd) == gsi0,
+	      "the shared vector masked: both queues' irqfds detached, config_fd stays");
+	virtio_notify_used(vdev, 0);
+	ok = pba() == 2;
+	fd_take(q0);
+	ok &= pba() == 0;
+	virtio_notify_used(vdev, 1);
+	ok &= pba() == 2;
+	virtio_notify_used(vdev, 0);
+	check(ok && pba() == 2,
+	      "either queue signalled on the masked shared vector: its one PBA bit");
+	mask_vector(1, false);
+	check(stub_irqfd_count() == 3 && stub_irqfd_gsi(q0) == gsi1 && stub_irqfd_gsi(q1) == gsi1 &&
+	      pba() == 0, "the shared vector unmasked: both attached again, PBA clear");
+	drain_calls(&dev_a);
+
+	set_queue_vector(0, 2);
+	check(stub_irqfd_gsi(q0) == gsi2 && stub_irqfd_gsi(q1) == gsi1 &&
+	      stub_irqfd_gsi(cfd) == gsi0 && stub_irqfd_count() == 3,
+	      "queue 0 moved to vector 2: its call_fd follows, queue 1's stays");
+	set_config_vector(1);
+	check(stub_irqfd_gsi(cfd) == gsi1 && stub_irqfd_gsi(q1) == gsi1 &&
+	      stub_irqfd_gsi(q0) == gsi2 && stub_irqfd_count() == 3 && !stub_refused(),
+	      "config on queue 1's vector: config_fd joins it on that route");
+	set_config_vector(0);
+	set_queue_vector(0, 1);
+	set_queue_vector(1, 2);
+
+	/* A queue without a callback has no vector, and no irqfd; the others keep theirs. */
+	set_queue_vector(0, VIRTIO_MSI_NO_VECTOR);
+	check(stub_irqfd_gsi(q0) == -1 && stub_irqfd_gsi(q1) == gsi2 &&
+	      stub_irqfd_gsi(cfd) == gsi0 && stub_irqfd_count() == 2,
+	      "queue 0 without a vector: no irqfd for it, queue 1 keeps its own");
+	virtio_notify_used(vdev, 0);
 	check(pba() == 0, "a signal on no vector is pending on none");
-	fd_take(vdev->config_fd);
-	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 0);
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
+	fd_take(q0);
+	set_queue_vector(1, VIRTIO_MSI_NO_VECTOR);
+	check(stub_irqfd_count() == 1 && stub_irqfd_gsi(q1) == -1 && stub_irqfd_gsi(cfd) == gsi0,
+	      "no queue with a vector: only config_fd attached");
+	set_queue_vector(0, NVECTORS);
+	check(queue_vector(0) == VIRTIO_MSI_NO_VECTOR && stub_irqfd_gsi(q0) == -1 &&
+	      stub_irqfd_count() == 1, "queue 0 given vector 3, which does not exist: no irqfd");
+	set_queue_vector(0, 1);
+	set_queue_vector(1, 2);
+	set_config_vector(NVECTORS);
+	check(stub_irqfd_gsi(cfd) == -1 && stub_irqfd_gsi(q0) == gsi1 &&
+	      stub_irqfd_gsi(q1) == gsi2 && stub_irqfd_count() == 2,
+	      "config vector 3 refused: config_fd detached, the queues keep theirs");
+	virtio_notify_config(vdev);
+	check(pba() == 0, "a config change on no vector is pending on none");
+	fd_take(cfd);
+	set_config_vector(0);
 
 	msix_ctrl(0);
 	check(stub_irqfd_count() == 0, "MSI-X disabled: every irqfd detached");
 	msix_ctrl(PCI_MSIX_FLAGS_ENABLE);
-	check(stub_irqfd_gsi(vdev->call_fd) == gsi0 && stub_irqfd_gsi(vdev->config_fd) == gsi0,
-	      "MSI-X enabled again: both attached");
+	check(stub_irqfd_gsi(cfd) == gsi0 && stub_irqfd_gsi(q0) == gsi1 &&
+	      stub_irqfd_gsi(q1) == gsi2 && stub_irqfd_count() == 3,
+	      "MSI-X enabled again: all three attached");
 	set_status(0);
-	check(stub_irqfd_count() == 0 &&
-	      common_read(VIRTIO_PCI_COMMON_MSIX, 2) == VIRTIO_MSI_NO_VECTOR &&
-	      table_read(0, PCI_MSIX_ENTRY_DATA, 4) == 0x4041,
+	check(stub_irqfd_count() == 0 && config_vector() == VIRTIO_MSI_NO_VECTOR &&
+	      queue_vector(0) == VIRTIO_MSI_NO_VECTOR && queue_vector(1) == VIRTIO_MSI_NO_VECTOR &&
+	      table_read(0, PCI_MSIX_ENTRY_DATA, 4) == 0x4041 &&
+	      table_read(2, PCI_MSIX_ENTRY_DATA, 4) == 0x4043,
 	      "device reset: vectors back to none, irqfds detached, the table stays");
 	check(!stub_refused(), "no irqfd or route call KVM would refuse");
 }
@@ -948,19 +1196,19 @@ static void test_isr(void)
 {
 	struct virtio_dev *vdev = &dev_a.vdev;
 
-	virtio_notify(vdev, VIRTIO_ISR_CONFIG);
+	virtio_notify_config(vdev);
 	check(mmio_read(bar + ISR_OFF, 1) == VIRTIO_ISR_CONFIG && mmio_read(bar + ISR_OFF, 1) == 0,
 	      "ISR: reads the config bit, and reading clears it");
-	virtio_notify(vdev, VIRTIO_ISR_USED);
+	virtio_notify_used(vdev, 1);
 	mmio_write(bar + ISR_OFF, 1, 0);
 	check(mmio_read(bar + ISR_OFF, 4) == VIRTIO_ISR_USED && mmio_read(bar + ISR_OFF, 4) == 0,
-	      "ISR: writes do not clear it; a 4-byte read clears it");
-	virtio_notify(vdev, VIRTIO_ISR_USED);
+	      "ISR: any queue's used buffers set the used bit; writes do not clear it, "
+	      "a 4-byte read does");
+	virtio_notify_used(vdev, 0);
 	check(mmio_read(bar + ISR_OFF + 2, 4) == 0 && mmio_read(bar + ISR_OFF + 4, 1) == 0 &&
 	      mmio_read(bar + ISR_OFF, 1) == VIRTIO_ISR_USED,
 	      "ISR: reads past its 4 bytes read 0 and leave it set");
-	fd_take(vdev->call_fd);
-	fd_take(vdev->config_fd);
+	drain_calls(&dev_a);
 }
 
 static void pcicfg_set(u8 b, u32 offset, u32 length)
@@ -989,7 +1237,7 @@ static bool pcicfg_refused(u8 b, u32 offset, u32 length)
 
 	pcicfg_set(0, ISR_OFF, 1);
 	pcicfg_data_write(0xdeadbeef);	/* a write to ISR: ignored */
-	virtio_notify(&dev_a.vdev, VIRTIO_ISR_CONFIG);
+	virtio_notify_config(&dev_a.vdev);
 	pcicfg_set(b, offset, length);
 	pcicfg_data_write(0xdeadbeef);
 	ok = pcicfg_data() == 0xdeadbeef;
@@ -1012,7 +1260,7 @@ static void test_pcicfg(void)
 	check(common_read(VIRTIO_PCI_COMMON_Q_SELECT, 2) == 1 && (pcicfg_data() & 0xffff) == 1,
 	      "PCI_CFG window: a write reaches queue_select");
 	select_queue(0);
-	virtio_notify(&dev_a.vdev, VIRTIO_ISR_CONFIG);
+	virtio_notify_config(&dev_a.vdev);
 	pcicfg_set(0, ISR_OFF, 1);
 	check((pcicfg_data() & 0xff) == VIRTIO_ISR_CONFIG && mmio_read(bar + ISR_OFF, 1) == 0,
 	      "PCI_CFG window: reads ISR, clearing it");
@@ -1060,13 +1308,29 @@ static void drain_fds(struct fake_dev *d)
 {
 	unsigned int i;
 
-	fd_take(d->vdev.call_fd);
-	fd_take(d->vdev.config_fd);
+	drain_calls(d);
 	for (i = 0; i < NQUEUES; i++)
 		fd_take(d->vdev.vq[i].kick_fd);
 }
 
-/* What is attached must match the function's state, whatever the guest did. */
+static bool is_vector_route(int gsi)
+{
+	unsigned int v;
+
+	for (v = 0; v < NVECTORS; v++)
+		if (gsi == vector_route(v))
+			return true;
+	return false;
+}
+
+/*
+ * What is attached must match the function's state, whatever the guest
+ * did: the kick ioeventfds where BAR 0 decodes; each queue's call_fd and
+ * config_fd on the route of the vector the guest reads back for it if
+ * that vector exists, MSI-X is on and its entry unmasked, else nowhere;
+ * and a signal on a detached one pending in exactly its vector's PBA bit.
+ * Leaves the call eventfds drained.
+ */
 static bool attachments_consistent(void)
 {
 	u32 b = cfg_read(slot, PCI_BASE_ADDRESS_0, 4) & ~0xfU;
@@ -1074,11 +1338,53 @@ static bool attachments_consistent(void)
 		       b >= PCI_WINDOW_BASE && b < PCI_WINDOW_BASE + PCI_WINDOW_SIZE;
 	u16 flags = cfg_read(slot, cap_msix + PCI_MSIX_FLAGS, 2);
 	bool msix_on = (flags & PCI_MSIX_FLAGS_ENABLE) && !(flags & PCI_MSIX_FLAGS_MASKALL);
+	unsigned int i, attached = 0;
+	u64 want_pba = 0;
+	int fd, gsi, want;
+	u16 sel = 0, vector;
+	bool ok = true;
 
 	if (decoded ? !(stub_ioeventfd_count() == NQUEUES && notify_fds_at(&dev_a, b)) :
 	    stub_ioeventfd_count() != 0)
 		return false;
-	return stub_irqfd_count() <= 2 && (msix_on || stub_irqfd_count() == 0) && !stub_refused();
+	if (stub_refused())
+		return false;
+	if (decoded)
+		sel = mmio_read(b + VIRTIO_PCI_COMMON_Q_SELECT, 2);
+	for (i = 0; i <= NQUEUES; i++) {
+		fd = i < NQUEUES ? call_fd(i) : dev_a.vdev.config_fd;
+		gsi = stub_irqfd_gsi(fd);
+		attached += gsi >= 0;
+		if (!decoded) {
+			/* No vector to read back: one of the function's routes, or none. */
+			ok &= gsi < 0 || (msix_on && is_vector_route(gsi));
+			continue;
+		}
+		if (i < NQUEUES) {
+			mmio_write(b + VIRTIO_PCI_COMMON_Q_SELECT, 2, i);
+			vector = mmio_read(b + VIRTIO_PCI_COMMON_Q_MSIX, 2);
+		} else {
+			vector = mmio_read(b + VIRTIO_PCI_COMMON_MSIX, 2);
+		}
+		ok &= vector < NVECTORS || vector == VIRTIO_MSI_NO_VECTOR;
+		want = -1;
+		if (vector < NVECTORS && msix_on &&
+		    !(mmio_read(b + TABLE_OFF + vector * PCI_MSIX_ENTRY_SIZE +
+				PCI_MSIX_ENTRY_VECTOR_CTRL, 4) & PCI_MSIX_ENTRY_CTRL_MASKBIT))
+			want = vector_route(vector);
+		ok &= gsi == want;
+		fd_take(fd);
+		eventfd_signal(fd);
+		if (want < 0 && vector < NVECTORS)
+			want_pba |= 1ULL << vector;
+	}
+	if (decoded) {
+		ok &= mmio_read(b + PBA_OFF, 8) == want_pba;
+		mmio_write(b + VIRTIO_PCI_COMMON_Q_SELECT, 2, sel);
+		ok &= mmio_read(b + VIRTIO_PCI_COMMON_Q_SELECT, 2) == sel;
+		drain_calls(&dev_a);
+	}
+	return ok && attached == stub_irqfd_count();
 }
 
 static void test_sweep_config(void)
@@ -1166,7 +1472,7 @@ static void test_sweep_registers(void)
 		{ ISR_OFF, 8 },
 		{ DEVICE_OFF, CONFIG_SIZE + 4 },
 		{ NOTIFY_OFF, 4 * NQUEUES + 4 },
-		{ TABLE_OFF, 2 * PCI_MSIX_ENTRY_SIZE + 8 },
+		{ TABLE_OFF, NVECTORS * PCI_MSIX_ENTRY_SIZE + 8 },
 		{ PBA_OFF, 16 },
 	};
 	unsigned int i, r, len, bad = 0, act = dev_a.activated;
@@ -1217,26 +1523,35 @@ static void test_sweep_registers(void)
 static void test_teardown(void)
 {
 	struct virtio_dev *vdev = &dev_a.vdev;
+	int q0 = call_fd(0), q1 = call_fd(1), cfd = vdev->config_fd;
+	int k0 = vdev->vq[0].kick_fd, k1 = vdev->vq[1].kick_fd;
+	unsigned int v;
 
-	/* Everything attached: decoded BAR, MSI-X on, both vectors unmasked. */
+	/* Everything attached: decoded BAR, MSI-X on, a vector per queue, all unmasked. */
 	negotiate();
-	common_write(VIRTIO_PCI_COMMON_MSIX, 2, 1);
-	common_write(VIRTIO_PCI_COMMON_Q_MSIX, 2, 0);
-	table_write(0, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
-	table_write(1, PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
+	set_config_vector(0);
+	set_queue_vector(0, 1);
+	set_queue_vector(1, 2);
+	for (v = 0; v < NVECTORS; v++)
+		mask_vector(v, false);
 	msix_ctrl(PCI_MSIX_FLAGS_ENABLE);
 	common_write(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
 	set_status(STATUS_FEATURES | VIRTIO_CONFIG_S_DRIVER_OK);
-	check(stub_irqfd_count() == 2 && stub_ioeventfd_count() == NQUEUES &&
-	      (status() & VIRTIO_CONFIG_S_DRIVER_OK),
-	      "before removal: live, two irqfds and the ioeventfds attached");
+	check(stub_irqfd_count() == NVECTORS && stub_irqfd_gsi(cfd) == vector_route(0) &&
+	      stub_irqfd_gsi(q0) == vector_route(1) && stub_irqfd_gsi(q1) == vector_route(2) &&
+	      stub_ioeventfd_count() == NQUEUES && (status() & VIRTIO_CONFIG_S_DRIVER_OK),
+	      "before removal: live, an irqfd per queue and for config, the ioeventfds attached");
 	dev_a.resets = 0;
 	virtio_transport_remove(vdev);
 	check(stub_irqfd_count() == 0 && stub_ioeventfd_count() == 0 && !stub_refused(),
-	      "removal detaches every irqfd and ioeventfd, and nothing else");
-	check(dev_a.resets == 1 && !vdev->transport && vdev->call_fd == -1 &&
-	      vdev->config_fd == -1 && vdev->vq[0].kick_fd == -1,
-	      "removal resets the live device and closes its eventfds");
+	      "removal detaches every queue's irqfd, the config irqfd and the ioeventfds, "
+	      "and nothing else");
+	check(dev_a.resets == 1 && !vdev->transport && vdev->vq[0].call_fd == -1 &&
+	      vdev->vq[1].call_fd == -1 && vdev->config_fd == -1 && vdev->vq[0].kick_fd == -1 &&
+	      vdev->vq[1].kick_fd == -1,
+	      "removal resets the live device and sets every eventfd to -1");
+	check(!fd_open(q0) && !fd_open(q1) && !fd_open(cfd) && !fd_open(k0) && !fd_open(k1),
+	      "removal closes every queue's call and kick eventfd, and config_fd");
 	check(cfg_read(slot, PCI_VENDOR_ID, 4) == 0xffffffff &&
 	      mmio_read(bar + VIRTIO_PCI_COMMON_NUMQ, 2) == 0xffff,
 	      "the function left the bus: its slot and BAR read all ones");

@@ -43,6 +43,7 @@ struct virtio_mmio {
 	struct vm *vm;
 	u64 base;
 	u32 gsi;
+	int irq_fd;			/* every queue's call_fd, and the config_fd */
 };
 
 static unsigned int mmio_count;
@@ -187,19 +188,20 @@ int virtio_mmio_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_i
 	if (!m)
 		return -ENOMEM;
 	m->vm = vm;
+	m->irq_fd = -1;
 	m->base = VIRTIO_MMIO_BASE + (u64)mmio_count * VIRTIO_MMIO_STRIDE;
 	m->gsi = VIRTIO_MMIO_GSI_BASE + mmio_count;
 	vdev->vm = vm;
-	for (i = 0; i < vdev->nqueues; i++)
-		vdev->vq[i].kick_fd = -1;
 	vt_init(&m->t, vdev, 0);
 
-	vdev->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vdev->call_fd < 0)
+	m->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->irq_fd < 0)
 		goto fail_errno;
-	/* One interrupt for both used buffers and config changes. */
-	vdev->config_fd = vdev->call_fd;
-	r = vm_irqfd(vm, vdev->call_fd, m->gsi);
+	/* One interrupt for every queue's used buffers and config changes. */
+	vdev->config_fd = m->irq_fd;
+	for (i = 0; i < vdev->nqueues; i++)
+		vdev->vq[i].call_fd = m->irq_fd;
+	r = vm_irqfd(vm, m->irq_fd, m->gsi);
 	if (r) {
 		pr_err("%s: KVM_IRQFD on GSI %u: %s", vdev->name, m->gsi, strerror(-r));
 		goto fail;
@@ -250,9 +252,11 @@ void virtio_mmio_remove(struct virtio_dev *vdev)
 			close(vdev->vq[i].kick_fd);
 		vdev->vq[i].kick_fd = -1;
 	}
-	if (vdev->call_fd >= 0)
-		close(vdev->call_fd);
-	vdev->call_fd = vdev->config_fd = -1;
+	if (m->irq_fd >= 0)
+		close(m->irq_fd);
+	vdev->config_fd = -1;
+	for (i = 0; i < vdev->nqueues; i++)
+		vdev->vq[i].call_fd = -1;
 	pthread_mutex_destroy(&m->t.lock);
 	free(m);
 	vdev->transport = NULL;

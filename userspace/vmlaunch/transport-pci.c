@@ -7,7 +7,7 @@
  * apart, the regions its vendor capabilities point to:
  *
  *   0x0000 common configuration     0x3000 notifications, 4 bytes per queue
- *   0x1000 ISR status               0x4000 MSI-X table (2 vectors)
+ *   0x1000 ISR status               0x4000 MSI-X table, a vector per queue + 1
  *   0x2000 device configuration     0x5000 MSI-X pending bits
  *
  * Why MSI-X: with virtio-mmio, every interrupt costs the guest two exits to
@@ -17,18 +17,19 @@
  *
  * Data path, the same for both backends as with virtio-mmio: a queue's
  * notify register is a KVM ioeventfd (16-bit write of the queue index),
- * moved with the BAR; used buffers raise call_fd, an irqfd on the MSI
- * route of queue 0's vector; config changes raise config_fd, an irqfd on
- * the config vector's route. A vector the driver masks (or all of them,
- * with the function mask or MSI-X off) has its irqfd detached: signals
- * stay counted in the eventfd, read as pending in the PBA, and KVM
- * delivers them when the vector is unmasked and the irqfd attached again.
+ * moved with the BAR; a queue's used buffers raise its call_fd, an irqfd
+ * on the MSI route of the vector the driver gave the queue; config
+ * changes raise config_fd, an irqfd on the config vector's route. A
+ * vector the driver masks (or all of them, with the function mask or
+ * MSI-X off) has its irqfds detached: signals stay counted in the
+ * eventfds, read as pending in the PBA, and KVM delivers them when the
+ * vector is unmasked and the irqfds attached again.
  *
- * Two vectors is what Linux's shared mode needs (config, and one for all
- * queues); a device with one queue gets a vector per queue that way too.
- * All queues interrupt through one vector, the first queue's that has
- * one (a queue without a callback has none): the one call eventfd a
- * device has cannot tell queues apart.
+ * One vector per queue plus one for config changes is what Linux asks
+ * for first (and QEMU offers): each queue's interrupt can then go to the
+ * CPU that uses the queue, as blk-mq and multiqueue virtio-net want. A
+ * driver that shares a vector between queues (Linux's fallback) gets
+ * several irqfds on one route, which KVM allows.
  */
 #include <errno.h>
 #include <poll.h>
@@ -58,7 +59,7 @@
 #define NOTIFY_MULT		4
 #define MSIX_TABLE_OFF		0x4000
 #define MSIX_PBA_OFF		0x5000
-#define MSIX_VECTORS		2
+#define MSIX_MAX_VECTORS	(VIRTIO_MAX_QUEUES + 1)
 #define REGION_LEN		0x1000
 
 /* Configuration space of the PCI_CFG access window. */
@@ -79,9 +80,10 @@ struct virtio_pci {
 	u8 pcicfg_cap;
 	u16 config_vector;
 	u16 queue_vector[VIRTIO_MAX_QUEUES];
-	struct msix_entry msix[MSIX_VECTORS];
-	int route_gsi[MSIX_VECTORS];
-	int call_gsi;			/* where call_fd is attached, -1: nowhere */
+	unsigned int nvectors;		/* the device's queues + 1 */
+	struct msix_entry msix[MSIX_MAX_VECTORS];
+	int route_gsi[MSIX_MAX_VECTORS];
+	int queue_gsi[VIRTIO_MAX_QUEUES];	/* where each call_fd is attached, -1: nowhere */
 	int config_gsi;
 	u64 notify_base;		/* where the kick ioeventfds are, 0: none */
 };
@@ -106,26 +108,30 @@ static int vector_gsi(const struct virtio_pci *p, u16 vector)
 {
 	u16 ctrl = pci_get16(&p->fn, p->msix_cap + PCI_MSIX_FLAGS);
 
-	if (vector >= MSIX_VECTORS || !(ctrl & PCI_MSIX_FLAGS_ENABLE) ||
+	if (vector >= p->nvectors || !(ctrl & PCI_MSIX_FLAGS_ENABLE) ||
 	    (ctrl & PCI_MSIX_FLAGS_MASKALL) ||
 	    (p->msix[vector].ctrl & PCI_MSIX_ENTRY_CTRL_MASKBIT))
 		return -1;
 	return p->route_gsi[vector];
 }
 
-static void attach_irqfd(struct virtio_pci *p, const char *what, int fd, int *cur, u16 vector)
+/* @what: -1 for config changes, else the queue. */
+static void attach_irqfd(struct virtio_pci *p, int what, int fd, int *cur, u16 vector)
 {
 	int want = vector_gsi(p, vector), r;
+	char source[sizeof("queue -2147483648")] = "config";
 
 	if (*cur == want)
 		return;
+	if (what >= 0)
+		snprintf(source, sizeof(source), "queue %d", what);
 	if (*cur >= 0)
 		vm_irqfd_detach(p->vm, fd, *cur);
 	*cur = -1;
 	if (want < 0) {
-		if (vector < MSIX_VECTORS)
+		if (vector < p->nvectors)
 			pr_debug("%s: %s interrupts held: MSI-X vector %u is masked",
-				 p->t.vdev->name, what, vector);
+				 p->t.vdev->name, source, vector);
 		return;
 	}
 	r = vm_irqfd(p->vm, fd, want);
@@ -134,28 +140,19 @@ static void attach_irqfd(struct virtio_pci *p, const char *what, int fd, int *cu
 		return;
 	}
 	*cur = want;
-	pr_debug("%s: %s interrupts on MSI-X vector %u (GSI %d)", p->t.vdev->name, what, vector,
-		 want);
-}
-
-/* The vector used-buffer interrupts go to: the first queue's that has one. */
-static u16 queues_vector(const struct virtio_pci *p)
-{
-	unsigned int i;
-
-	for (i = 0; i < p->t.vdev->nqueues; i++)
-		if (p->queue_vector[i] != VIRTIO_MSI_NO_VECTOR)
-			return p->queue_vector[i];
-	return VIRTIO_MSI_NO_VECTOR;
+	pr_debug("%s: %s interrupts on MSI-X vector %u (GSI %d)", p->t.vdev->name, source,
+		 vector, want);
 }
 
 /* Under t.lock, after anything a vector's routing depends on changed. */
 static void msix_sync(struct virtio_pci *p)
 {
 	struct virtio_dev *vdev = p->t.vdev;
+	unsigned int i;
 
-	attach_irqfd(p, "queue", vdev->call_fd, &p->call_gsi, queues_vector(p));
-	attach_irqfd(p, "config", vdev->config_fd, &p->config_gsi, p->config_vector);
+	for (i = 0; i < vdev->nqueues; i++)
+		attach_irqfd(p, i, vdev->vq[i].call_fd, &p->queue_gsi[i], p->queue_vector[i]);
+	attach_irqfd(p, -1, vdev->config_fd, &p->config_gsi, p->config_vector);
 }
 
 static bool fd_pending(int fd)
@@ -168,12 +165,16 @@ static bool fd_pending(int fd)
 static u64 msix_pending(struct virtio_pci *p)
 {
 	struct virtio_dev *vdev = p->t.vdev;
-	u16 queues = queues_vector(p);
+	unsigned int i;
 	u64 bits = 0;
 
-	if (p->call_gsi < 0 && queues < MSIX_VECTORS && fd_pending(vdev->call_fd))
-		bits |= 1ULL << queues;
-	if (p->config_gsi < 0 && p->config_vector < MSIX_VECTORS && fd_pending(vdev->config_fd))
+	for (i = 0; i < vdev->nqueues; i++) {
+		u16 v = p->queue_vector[i];
+
+		if (p->queue_gsi[i] < 0 && v < p->nvectors && fd_pending(vdev->vq[i].call_fd))
+			bits |= 1ULL << v;
+	}
+	if (p->config_gsi < 0 && p->config_vector < p->nvectors && fd_pending(vdev->config_fd))
 		bits |= 1ULL << p->config_vector;
 	return bits;
 }
@@ -236,11 +237,11 @@ static void set_high(u64 *v, u32 val)
 static u16 checked_vector(struct virtio_pci *p, u32 val)
 {
 	/* Reading back NO_VECTOR is how the driver learns a vector was refused. */
-	if (val < MSIX_VECTORS)
+	if (val < p->nvectors)
 		return val;
 	if (val != VIRTIO_MSI_NO_VECTOR)
 		pr_guest_once("%s: MSI-X vector %u does not exist (the table has %u)",
-			      p->t.vdev->name, val, MSIX_VECTORS);
+			      p->t.vdev->name, val, p->nvectors);
 	return VIRTIO_MSI_NO_VECTOR;
 }
 
@@ -471,7 +472,7 @@ static void bar0_access(struct virtio_pci *p, u64 off, u8 *data, u32 len, bool w
 		}
 		break;
 	case MSIX_TABLE_OFF:
-		if (roff + len > MSIX_VECTORS * PCI_MSIX_ENTRY_SIZE || (roff & 3) ||
+		if (roff + len > p->nvectors * PCI_MSIX_ENTRY_SIZE || (roff & 3) ||
 		    (len != 4 && len != 8) || (len == 8 && (roff & 7)))
 			break;
 		for (u32 i = 0; i < len; i += 4) {
@@ -650,7 +651,7 @@ static void build_config_space(struct virtio_pci *p)
 
 	cap = pci_add_capability(f, PCI_CAP_ID_MSIX, PCI_CAP_MSIX_SIZEOF);
 	p->msix_cap = cap;
-	pci_put16(f, cap + PCI_MSIX_FLAGS, MSIX_VECTORS - 1);
+	pci_put16(f, cap + PCI_MSIX_FLAGS, p->nvectors - 1);
 	f->wmask[cap + PCI_MSIX_FLAGS + 1] = (PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL) >> 8;
 	pci_put32(f, cap + PCI_MSIX_TABLE, MSIX_TABLE_OFF);	/* BIR 0 */
 	pci_put32(f, cap + PCI_MSIX_PBA, MSIX_PBA_OFF);
@@ -676,8 +677,11 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vdev)
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->call_gsi = p->config_gsi = -1;
-	for (i = 0; i < MSIX_VECTORS; i++) {
+	p->nvectors = vdev->nqueues + 1;
+	p->config_gsi = -1;
+	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		p->queue_gsi[i] = -1;
+	for (i = 0; i < MSIX_MAX_VECTORS; i++) {
 		p->route_gsi[i] = -1;
 		p->msix[i].ctrl = PCI_MSIX_ENTRY_CTRL_MASKBIT;	/* masked after reset */
 	}
@@ -686,20 +690,20 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vdev)
 	p->t.transport_reset = vpci_reset;
 	vdev->vm = vm;
 	for (i = 0; i < vdev->nqueues; i++)
-		vdev->vq[i].kick_fd = -1;
+		vdev->vq[i].kick_fd = vdev->vq[i].call_fd = -1;
 	vt_init(&p->t, vdev, VIRTQ_MAX_SIZE);
 	build_config_space(p);
 
-	vdev->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vdev->config_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vdev->call_fd < 0 || vdev->config_fd < 0)
+	if (vdev->config_fd < 0)
 		goto fail_errno;
 	for (i = 0; i < vdev->nqueues; i++) {
 		vdev->vq[i].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (vdev->vq[i].kick_fd < 0)
+		vdev->vq[i].call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vdev->vq[i].kick_fd < 0 || vdev->vq[i].call_fd < 0)
 			goto fail_errno;
 	}
-	for (i = 0; i < MSIX_VECTORS; i++) {
+	for (i = 0; i < p->nvectors; i++) {
 		r = vm_msi_route_add(vm);
 		if (r < 0) {
 			pr_err("%s: cannot add an MSI route: %s", vdev->name, strerror(-r));
@@ -734,20 +738,22 @@ void virtio_pci_remove(struct virtio_dev *vdev)
 	pci_remove_function(vdev->vm->pci, &p->fn);	/* detaches the ioeventfds */
 	pthread_mutex_lock(&p->t.lock);
 	if (p->vm) {
-		attach_irqfd(p, "queue", vdev->call_fd, &p->call_gsi, VIRTIO_MSI_NO_VECTOR);
-		attach_irqfd(p, "config", vdev->config_fd, &p->config_gsi, VIRTIO_MSI_NO_VECTOR);
+		for (i = 0; i < vdev->nqueues; i++)
+			attach_irqfd(p, i, vdev->vq[i].call_fd, &p->queue_gsi[i],
+				     VIRTIO_MSI_NO_VECTOR);
+		attach_irqfd(p, -1, vdev->config_fd, &p->config_gsi, VIRTIO_MSI_NO_VECTOR);
 	}
 	pthread_mutex_unlock(&p->t.lock);
 	for (i = 0; i < vdev->nqueues; i++) {
 		if (vdev->vq[i].kick_fd >= 0)
 			close(vdev->vq[i].kick_fd);
-		vdev->vq[i].kick_fd = -1;
+		if (vdev->vq[i].call_fd >= 0)
+			close(vdev->vq[i].call_fd);
+		vdev->vq[i].kick_fd = vdev->vq[i].call_fd = -1;
 	}
-	if (vdev->call_fd >= 0)
-		close(vdev->call_fd);
 	if (vdev->config_fd >= 0)
 		close(vdev->config_fd);
-	vdev->call_fd = vdev->config_fd = -1;
+	vdev->config_fd = -1;
 	pthread_mutex_destroy(&p->t.lock);
 	free(p);
 	vdev->transport = NULL;

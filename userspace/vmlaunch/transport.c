@@ -12,7 +12,11 @@
 
 int virtio_transport_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_info *info)
 {
-	vdev->call_fd = vdev->config_fd = -1;
+	unsigned int i;
+
+	vdev->config_fd = -1;
+	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
+		vdev->vq[i].kick_fd = vdev->vq[i].call_fd = -1;
 	if (vm->virtio_pci) {
 		info->name[0] = 0;	/* a PCI function is not in the DSDT */
 		return virtio_pci_add(vm, vdev);
@@ -42,13 +46,16 @@ void virtio_transport_remove(struct virtio_dev *vdev)
 		virtio_mmio_remove(vdev);
 }
 
-void virtio_notify(struct virtio_dev *vdev, u32 isr_bits)
+void virtio_notify_used(struct virtio_dev *vdev, unsigned int queue)
 {
-	__atomic_fetch_or(&vdev->isr, isr_bits, __ATOMIC_RELEASE);
-	if (isr_bits & VIRTIO_ISR_USED)
-		eventfd_signal(vdev->call_fd);
-	if (isr_bits & VIRTIO_ISR_CONFIG)
-		eventfd_signal(vdev->config_fd);
+	__atomic_fetch_or(&vdev->isr, VIRTIO_ISR_USED, __ATOMIC_RELEASE);
+	eventfd_signal(vdev->vq[queue].call_fd);
+}
+
+void virtio_notify_config(struct virtio_dev *vdev)
+{
+	__atomic_fetch_or(&vdev->isr, VIRTIO_ISR_CONFIG, __ATOMIC_RELEASE);
+	eventfd_signal(vdev->config_fd);
 }
 
 void virtio_needs_reset(struct virtio_dev *vdev)
@@ -58,7 +65,7 @@ void virtio_needs_reset(struct virtio_dev *vdev)
 	if (!__atomic_exchange_n(&t->needs_reset, true, __ATOMIC_ACQ_REL)) {
 		pr_warn("%s: device needs a reset (the guest broke the virtqueue rules)",
 			vdev->name);
-		virtio_notify(vdev, VIRTIO_ISR_CONFIG);
+		virtio_notify_config(vdev);
 	}
 }
 

@@ -12,8 +12,9 @@
  * (the transport ignores queue writes while the device is live).
  *
  * Each queue has a kick eventfd (a KVM ioeventfd on its notify register)
- * and the device has one call eventfd (a KVM irqfd on its interrupt): the
- * same fds serve a userspace backend and a vhost backend.
+ * and a call eventfd (a KVM irqfd on its interrupt: the device's one
+ * interrupt with virtio-mmio, the queue's own MSI-X vector with
+ * virtio-pci): the same fds serve a userspace backend and a vhost backend.
  */
 #ifndef VMLAUNCH_VIRTIO_H
 #define VMLAUNCH_VIRTIO_H
@@ -46,6 +47,7 @@ struct virtio_queue {
 	u64 avail;
 	u64 used;
 	int kick_fd;		/* eventfd, signalled by KVM on QueueNotify */
+	int call_fd;		/* eventfd, a KVM irqfd: used buffers are there */
 };
 
 struct virtio_dev {
@@ -60,16 +62,15 @@ struct virtio_dev {
 	struct virtio_queue vq[VIRTIO_MAX_QUEUES];
 
 	/*
-	 * eventfds with a KVM irqfd on them: call_fd for used buffers,
-	 * config_fd for config changes. virtio-mmio has one interrupt, so
-	 * there config_fd is call_fd.
+	 * An eventfd with a KVM irqfd on it for config changes; each queue's
+	 * call_fd is for used buffers. virtio-mmio has one interrupt, so
+	 * there all of them are the same eventfd.
 	 */
-	int call_fd;
 	int config_fd;
 	u32 isr;		/* InterruptStatus bits, atomic */
 	/*
 	 * The interrupt may be raised by someone who cannot set isr (a vhost
-	 * worker signalling call_fd): InterruptStatus then always reads
+	 * worker signalling a call_fd): InterruptStatus then always reads
 	 * "used buffer". See Documentation/vmlaunch.rst.
 	 */
 	bool isr_always_used;
@@ -80,8 +81,9 @@ struct virtio_dev {
 #define VIRTIO_ISR_USED		0x1
 #define VIRTIO_ISR_CONFIG	0x2
 
-/* Interrupt the driver: a used buffer (or a config change) is there. */
-void virtio_notify(struct virtio_dev *vdev, u32 isr_bits);
+/* Interrupt the driver: a used buffer in @queue, or a config change. */
+void virtio_notify_used(struct virtio_dev *vdev, unsigned int queue);
+void virtio_notify_config(struct virtio_dev *vdev);
 
 /* Mark the device broken (DEVICE_NEEDS_RESET) and tell the driver. */
 void virtio_needs_reset(struct virtio_dev *vdev);

@@ -158,8 +158,8 @@ struct io_range {
 };
 
 #define VM_MAX_RANGES		32
-/* The IOAPIC's and PIC's 40 routes, and two MSI-X vectors per virtio device. */
-#define VM_MAX_ROUTES		64
+/* The IOAPIC's and PIC's 40 routes, and up to 9 MSI-X vectors per virtio device. */
+#define VM_MAX_ROUTES		128
 
 struct vm;
 struct pci_bus;
