@@ -342,53 +342,6 @@ int vm_create_vcpus(struct vm *vm, unsigned int n)
 	return r;
 }
 
-/* ---- buses ---------------------------------------------------------------- */
-
-static int register_range(struct io_range *ranges, unsigned int *n, u64 base, u64 len,
-			  io_handler_fn fn, void *opaque)
-{
-	unsigned int i;
-
-	if (*n >= VM_MAX_RANGES || !len || base + len < base)
-		return -EINVAL;
-	for (i = 0; i < *n; i++) {
-		if (base < ranges[i].base + ranges[i].len && ranges[i].base < base + len)
-			return -EBUSY;
-	}
-	ranges[(*n)++] = (struct io_range){ base, len, fn, opaque };
-	return 0;
-}
-
-int vm_register_pio(struct vm *vm, u64 base, u64 len, io_handler_fn fn, void *opaque)
-{
-	return register_range(vm->pio, &vm->npio, base, len, fn, opaque);
-}
-
-int vm_register_mmio(struct vm *vm, u64 base, u64 len, io_handler_fn fn, void *opaque)
-{
-	return register_range(vm->mmio, &vm->nmmio, base, len, fn, opaque);
-}
-
-/*
- * Find the range holding all of [addr, addr + len). An access that
- * straddles a range's end is not dispatched: reads see all ones (port I/O)
- * or zeroes (MMIO), writes are dropped.
- */
-static const struct io_range *find_range(const struct io_range *ranges, unsigned int n,
-					 u64 addr, u32 len)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++) {
-		const struct io_range *r = &ranges[i];
-
-		if (addr >= r->base && addr - r->base < r->len &&
-		    len <= r->len - (addr - r->base))
-			return r;
-	}
-	return NULL;
-}
-
 static void handle_pio(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
@@ -416,7 +369,7 @@ static void handle_pio(struct vcpu *vcpu)
 		if (write)
 			memcpy(&t->value, data, size);
 	}
-	r = find_range(vm->pio, vm->npio, run->io.port, size);
+	r = vm_find_range(vm->pio, vm->npio, run->io.port, size);
 	for (i = 0; i < count; i++, data += size) {
 		if (r)
 			r->fn(r->opaque, run->io.port - r->base, data, size, write);
@@ -434,7 +387,7 @@ static void handle_mmio(struct vcpu *vcpu)
 	if (!len || len > sizeof(run->mmio.data))
 		return;
 	vcpu->mmio_exits++;
-	r = find_range(vcpu->vm->mmio, vcpu->vm->nmmio, run->mmio.phys_addr, len);
+	r = vm_find_range(vcpu->vm->mmio, vcpu->vm->nmmio, run->mmio.phys_addr, len);
 	if (r) {
 		r->fn(r->opaque, run->mmio.phys_addr - r->base, run->mmio.data, len,
 		      run->mmio.is_write);

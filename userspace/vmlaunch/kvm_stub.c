@@ -45,31 +45,6 @@ static unsigned int nrefused, nroute_sets;
 /* kvm.c's first MSI route GSI: after the IOAPIC's 24 pins. */
 #define STUB_FIRST_MSI_GSI	24
 
-static int register_range(struct io_range *ranges, unsigned int *n, u64 base, u64 len,
-			  io_handler_fn fn, void *opaque)
-{
-	unsigned int i;
-
-	if (*n >= VM_MAX_RANGES || !len || base + len < base)
-		return -EINVAL;
-	for (i = 0; i < *n; i++) {
-		if (base < ranges[i].base + ranges[i].len && ranges[i].base < base + len)
-			return -EBUSY;
-	}
-	ranges[(*n)++] = (struct io_range){ base, len, fn, opaque };
-	return 0;
-}
-
-int vm_register_pio(struct vm *vm, u64 base, u64 len, io_handler_fn fn, void *opaque)
-{
-	return register_range(vm->pio, &vm->npio, base, len, fn, opaque);
-}
-
-int vm_register_mmio(struct vm *vm, u64 base, u64 len, io_handler_fn fn, void *opaque)
-{
-	return register_range(vm->mmio, &vm->nmmio, base, len, fn, opaque);
-}
-
 /* KVM refuses an eventfd that already drives an irqfd (-EBUSY), whatever the GSI. */
 int vm_irqfd(struct vm *vm, int fd, u32 gsi)
 {

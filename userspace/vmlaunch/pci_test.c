@@ -125,25 +125,9 @@ static int fake_add(struct fake_dev *d, const char *name)
 
 /* ---- a vCPU ----------------------------------------------------------------------- */
 
-/* kvm.c's find_range(): the handler gets only accesses wholly inside its range. */
-static const struct io_range *find_range(const struct io_range *ranges, unsigned int n,
-					 u64 addr, u32 len)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++) {
-		const struct io_range *r = &ranges[i];
-
-		if (addr >= r->base && addr - r->base < r->len &&
-		    len <= r->len - (addr - r->base))
-			return r;
-	}
-	return NULL;
-}
-
 static u32 pio_read(u16 port, u32 len)
 {
-	const struct io_range *r = find_range(vm.pio, vm.npio, port, len);
+	const struct io_range *r = vm_find_range(vm.pio, vm.npio, port, len);
 	u32 v = 0;
 
 	if (r)
@@ -155,7 +139,7 @@ static u32 pio_read(u16 port, u32 len)
 
 static void pio_write(u16 port, u32 len, u32 v)
 {
-	const struct io_range *r = find_range(vm.pio, vm.npio, port, len);
+	const struct io_range *r = vm_find_range(vm.pio, vm.npio, port, len);
 
 	if (r)
 		r->fn(r->opaque, port - r->base, (u8 *)&v, len, true);
@@ -163,7 +147,7 @@ static void pio_write(u16 port, u32 len, u32 v)
 
 static u64 mmio_read(u64 addr, u32 len)
 {
-	const struct io_range *r = find_range(vm.mmio, vm.nmmio, addr, len);
+	const struct io_range *r = vm_find_range(vm.mmio, vm.nmmio, addr, len);
 	u64 v = 0;
 
 	if (r)
@@ -182,7 +166,7 @@ static void mmio_write(u64 addr, u32 len, u64 v)
 		eventfd_signal(fd);
 		return;
 	}
-	r = find_range(vm.mmio, vm.nmmio, addr, len);
+	r = vm_find_range(vm.mmio, vm.nmmio, addr, len);
 	if (r)
 		r->fn(r->opaque, addr - r->base, (u8 *)&v, len, true);
 }

@@ -234,6 +234,8 @@ void vm_print_stats(struct vm *vm);
 
 int vm_register_pio(struct vm *vm, u64 base, u64 len, io_handler_fn fn, void *opaque);
 int vm_register_mmio(struct vm *vm, u64 base, u64 len, io_handler_fn fn, void *opaque);
+const struct io_range *vm_find_range(const struct io_range *ranges, unsigned int n,
+				     u64 addr, u32 len);
 int vm_watch_fd(struct vm *vm, int fd, void (*fn)(void *opaque), void *opaque);
 int vm_irq_line(struct vm *vm, u32 gsi, int level);
 int vm_irqfd(struct vm *vm, int fd, u32 gsi);
