@@ -178,11 +178,7 @@ net_setup() {
 			continue
 		fi
 		TAPS+=("$tap")
-		# -1: one client each, then the JSON report and exit 0.
-		iperf3 -s -1 -J -B "10.0.$((10 + i)).1" -p "$port" --logfile "$WORK/iperf3-$b-send.json" &
-		SERVER_PIDS+=($!)
-		iperf3 -s -1 -J -B "10.0.$((10 + i)).1" -p $((port + 1)) --logfile "$WORK/iperf3-$b-receive.json" &
-		SERVER_PIDS+=($!)
+		iperf3_servers "10.0.$((10 + i))" "$port" "$WORK/iperf3-$b"
 		NET_ARGS+=(--net "$opt,mac=${NET_MAC[$b]}")
 		NET_SPECS+=${NET_SPECS:++}${NET_MAC[$b]},10.0.$((10 + i)).2/24,10.0.$((10 + i)).1,$port
 		i=$((i + 1))
@@ -224,23 +220,28 @@ with open("/proc/self/fdinfo/%d" % vhost) as src, open(sys.argv[3], "w") as dst:
 sys.exit(os.waitstatus_to_exitcode(status))
 EOF
 
+# iperf3_servers NET PORT PREFIX: two one-shot iperf3 servers on NET.1 (-1:
+# one client each, then the JSON report and exit 0), ports PORT (the guest
+# sends) and PORT+1 (it receives), reporting to PREFIX-send.json and
+# PREFIX-receive.json. Servers an earlier guest left on NET go first.
+iperf3_servers() {
+	pkill -f "iperf3 -s -1 -J -B $1.1 " 2>/dev/null && sleep 0.2
+	rm -f "$3-send.json" "$3-receive.json"
+	iperf3 -s -1 -J -B "$1.1" -p "$2" --logfile "$3-send.json" &
+	SERVER_PIDS+=($!)
+	iperf3 -s -1 -J -B "$1.1" -p $(($2 + 1)) --logfile "$3-receive.json" &
+	SERVER_PIDS+=($!)
+}
+
 # net_servers PREFIX: fresh one-shot iperf3 servers for every NIC, on the
 # ports net_setup gave them, reporting to PREFIX-BACKEND-{send,receive}.json.
 # The earlier ones are done, never got a client, or were left mid-test by
 # a guest that died (they would answer a new client "busy").
 net_servers() {
-	local i=0 b net port
+	local i=0 b
 	for b in "${NET_BACKENDS[@]}"; do
 		[ -z "${NET_SKIP[$b]:-}" ] || continue
-		net=10.0.$((10 + i))
-		port=$((5201 + 2 * i))
-		pkill -f "iperf3 -s -1 -J -B $net.1 " 2>/dev/null || true
-		sleep 0.2
-		rm -f "$1-$b-send.json" "$1-$b-receive.json"
-		iperf3 -s -1 -J -B "$net.1" -p "$port" --logfile "$1-$b-send.json" &
-		SERVER_PIDS+=($!)
-		iperf3 -s -1 -J -B "$net.1" -p $((port + 1)) --logfile "$1-$b-receive.json" &
-		SERVER_PIDS+=($!)
+		iperf3_servers "10.0.$((10 + i))" $((5201 + 2 * i)) "$1-$b"
 		i=$((i + 1))
 	done
 }
@@ -370,14 +371,7 @@ kernel_said_why() {
 qemu_net_boot() {
 	local node=$1 tap=$2 net=$3 port=$4 mac=$5 name=$6 log=$7 fdinfo=$8
 
-	# A previous boot's servers may still hold the ports.
-	pkill -f "iperf3 -s -1 -J -B $net.1 " 2>/dev/null || true
-	sleep 0.2
-	rm -f "$WORK/iperf3-$name-send.json" "$WORK/iperf3-$name-receive.json"
-	iperf3 -s -1 -J -B "$net.1" -p "$port" --logfile "$WORK/iperf3-$name-send.json" &
-	SERVER_PIDS+=($!)
-	iperf3 -s -1 -J -B "$net.1" -p $((port + 1)) --logfile "$WORK/iperf3-$name-receive.json" &
-	SERVER_PIDS+=($!)
+	iperf3_servers "$net" "$port" "$WORK/iperf3-$name"
 	python3 "$WITH_FDS" "$tap" "$node" "$fdinfo" \
 		timeout -k 20 "$TIMEOUT" qemu-system-x86_64 \
 		-M microvm,x-option-roms=off,rtc=off -enable-kvm -cpu host -m 512M -smp 1 \
