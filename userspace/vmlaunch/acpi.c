@@ -223,18 +223,51 @@ static void aml_name_string(struct buf *b, const char seg[4], const char *s)
 	put(b, s, strlen(s) + 1);
 }
 
+/* Name(_CRS, ResourceTemplate() { the descriptors in @res }). */
+static void aml_name_crs(struct buf *b, struct buf *res)
+{
+	u8 size_enc[8];
+	struct buf s = { .p = size_enc, .cap = sizeof(size_enc) };
+
+	/* End tag, checksum 0 (= "not checked"). */
+	put8(res, 0x79);
+	put8(res, 0);
+	if (res->overflow) {
+		b->overflow = true;
+		return;
+	}
+	aml_integer(&s, res->len);
+	put8(b, AML_NAME);
+	put(b, "_CRS", 4);
+	put8(b, AML_BUFFER);
+	aml_pkglen(b, s.len + res->len);
+	put(b, s.p, s.len);
+	put(b, res->p, res->len);
+}
+
+/* Device(NAME) { @body }: body starts with the 4-character NameSeg. */
+static void aml_device_of(struct buf *b, const struct buf *body)
+{
+	if (body->overflow) {
+		b->overflow = true;
+		return;
+	}
+	put8(b, AML_EXT_PREFIX);
+	put8(b, AML_DEVICE);
+	aml_pkglen(b, body->len);
+	put(b, body->p, body->len);
+}
+
 /*
  * Name(_CRS, ResourceTemplate() {
  *	Memory32Fixed(ReadWrite, base, size) or IO(Decode16, base, base, 1, size)
  *	Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi }
  * })
  */
-static void aml_name_crs(struct buf *b, const struct acpi_device_info *d)
+static void aml_device_crs(struct buf *b, const struct acpi_device_info *d)
 {
 	u8 res[64];
 	struct buf r = { .p = res, .cap = sizeof(res) };
-	u8 size_enc[8];
-	struct buf s = { .p = size_enc, .cap = sizeof(size_enc) };
 
 	if (d->io) {
 		/* I/O port descriptor: small item 0x08, 7 bytes. */
@@ -258,18 +291,7 @@ static void aml_name_crs(struct buf *b, const struct acpi_device_info *d)
 	put8(&r, 0x03);			/* consumer, edge, active high, exclusive */
 	put8(&r, 1);
 	put32(&r, d->gsi);
-	/* End tag, checksum 0 (= "not checked"). */
-	put8(&r, 0x79);
-	put8(&r, 0);
-
-	aml_integer(&s, r.len);
-
-	put8(b, AML_NAME);
-	put(b, "_CRS", 4);
-	put8(b, AML_BUFFER);
-	aml_pkglen(b, s.len + r.len);
-	put(b, s.p, s.len);
-	put(b, r.p, r.len);
+	aml_name_crs(b, &r);
 }
 
 static void aml_device(struct buf *b, unsigned int index, const struct acpi_device_info *d)
@@ -284,16 +306,8 @@ static void aml_device(struct buf *b, unsigned int index, const struct acpi_devi
 	put(&db, d->name, 4);
 	aml_name_string(&db, "_HID", d->hid);
 	aml_name_integer(&db, "_UID", index);
-	aml_name_crs(&db, d);
-	if (db.overflow) {
-		b->overflow = true;
-		return;
-	}
-
-	put8(b, AML_EXT_PREFIX);
-	put8(b, AML_DEVICE);
-	aml_pkglen(b, db.len);
-	put(b, db.p, db.len);
+	aml_device_crs(&db, d);
+	aml_device_of(b, &db);
 }
 
 /*
@@ -308,10 +322,9 @@ static void aml_device(struct buf *b, unsigned int index, const struct acpi_devi
  */
 static void aml_pci_host_bridge(struct buf *b)
 {
-	u8 body[128], res[64], size_enc[8];
+	u8 body[128], res[64];
 	struct buf db = { .p = body, .cap = sizeof(body) };
 	struct buf r = { .p = res, .cap = sizeof(res) };
-	struct buf s = { .p = size_enc, .cap = sizeof(size_enc) };
 
 	/* Word address space descriptor: large item 0x08, 13 bytes. */
 	put8(&r, 0x88);
@@ -335,28 +348,13 @@ static void aml_pci_host_bridge(struct buf *b)
 	put32(&r, PCI_WINDOW_BASE + PCI_WINDOW_SIZE - 1);
 	put32(&r, 0);			/* translation */
 	put32(&r, PCI_WINDOW_SIZE);
-	put8(&r, 0x79);
-	put8(&r, 0);
-	aml_integer(&s, r.len);
 
 	put(&db, "PCI0", 4);
 	aml_name_string(&db, "_HID", "PNP0A03");
 	aml_name_integer(&db, "_UID", 0);
 	aml_name_integer(&db, "_BBN", 0);
-	put8(&db, AML_NAME);
-	put(&db, "_CRS", 4);
-	put8(&db, AML_BUFFER);
-	aml_pkglen(&db, s.len + r.len);
-	put(&db, s.p, s.len);
-	put(&db, r.p, r.len);
-	if (db.overflow || r.overflow) {
-		b->overflow = true;
-		return;
-	}
-	put8(b, AML_EXT_PREFIX);
-	put8(b, AML_DEVICE);
-	aml_pkglen(b, db.len);
-	put(b, db.p, db.len);
+	aml_name_crs(&db, &r);
+	aml_device_of(b, &db);
 }
 
 static int build_dsdt(struct buf *out, const struct acpi_device_info *devs, unsigned int n,
