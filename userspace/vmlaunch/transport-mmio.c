@@ -125,28 +125,19 @@ static void mmio_write_reg(struct virtio_mmio *m, u64 off, u32 val)
 		vt_write_status(&m->t, val);
 		break;
 	case VIRTIO_MMIO_QUEUE_DESC_LOW:
-		if (q_writable)
-			q->desc = (q->desc & ~0xffffffffULL) | val;
-		break;
 	case VIRTIO_MMIO_QUEUE_DESC_HIGH:
 		if (q_writable)
-			q->desc = (q->desc & 0xffffffffULL) | ((u64)val << 32);
+			vt_set_addr_half(&q->desc, off == VIRTIO_MMIO_QUEUE_DESC_HIGH, val);
 		break;
 	case VIRTIO_MMIO_QUEUE_AVAIL_LOW:
-		if (q_writable)
-			q->avail = (q->avail & ~0xffffffffULL) | val;
-		break;
 	case VIRTIO_MMIO_QUEUE_AVAIL_HIGH:
 		if (q_writable)
-			q->avail = (q->avail & 0xffffffffULL) | ((u64)val << 32);
+			vt_set_addr_half(&q->avail, off == VIRTIO_MMIO_QUEUE_AVAIL_HIGH, val);
 		break;
 	case VIRTIO_MMIO_QUEUE_USED_LOW:
-		if (q_writable)
-			q->used = (q->used & ~0xffffffffULL) | val;
-		break;
 	case VIRTIO_MMIO_QUEUE_USED_HIGH:
 		if (q_writable)
-			q->used = (q->used & 0xffffffffULL) | ((u64)val << 32);
+			vt_set_addr_half(&q->used, off == VIRTIO_MMIO_QUEUE_USED_HIGH, val);
 		break;
 	default:
 		break;

@@ -224,14 +224,18 @@ static u32 msix_table_read(struct virtio_pci *p, u64 off)
 
 /* ---- common configuration --------------------------------------------------- */
 
-static void set_low(u64 *v, u32 val)
+/* The queue address whose 32-bit half is at @off (bit 2: the high one). */
+static u64 *queue_addr(struct virtio_queue *q, u64 off)
 {
-	*v = (*v & ~0xffffffffULL) | val;
-}
-
-static void set_high(u64 *v, u32 val)
-{
-	*v = (*v & 0xffffffffULL) | (u64)val << 32;
+	switch (off & ~4ULL) {
+	case VIRTIO_PCI_COMMON_Q_DESCLO:
+		return &q->desc;
+	case VIRTIO_PCI_COMMON_Q_AVAILLO:
+		return &q->avail;
+	case VIRTIO_PCI_COMMON_Q_USEDLO:
+		return &q->used;
+	}
+	return NULL;
 }
 
 static u16 checked_vector(struct virtio_pci *p, u32 val)
@@ -281,6 +285,7 @@ static u32 common_read(struct virtio_pci *p, u64 off)
 {
 	struct virtio_transport *t = &p->t;
 	struct virtio_queue *q = vt_selected_queue(t);
+	u64 *addr;
 
 	switch (off) {
 	case VIRTIO_PCI_COMMON_DFSELECT:
@@ -306,6 +311,9 @@ static u32 common_read(struct virtio_pci *p, u64 off)
 	}
 	if (!q)			/* queue_size 0: no such queue */
 		return off == VIRTIO_PCI_COMMON_Q_MSIX ? VIRTIO_MSI_NO_VECTOR : 0;
+	addr = queue_addr(q, off);
+	if (addr)
+		return off & 4 ? *addr >> 32 : (u32)*addr;
 	switch (off) {
 	case VIRTIO_PCI_COMMON_Q_SIZE:
 		return q->num;
@@ -315,18 +323,6 @@ static u32 common_read(struct virtio_pci *p, u64 off)
 		return q->ready;
 	case VIRTIO_PCI_COMMON_Q_NOFF:
 		return t->queue_sel;
-	case VIRTIO_PCI_COMMON_Q_DESCLO:
-		return q->desc;
-	case VIRTIO_PCI_COMMON_Q_DESCHI:
-		return q->desc >> 32;
-	case VIRTIO_PCI_COMMON_Q_AVAILLO:
-		return q->avail;
-	case VIRTIO_PCI_COMMON_Q_AVAILHI:
-		return q->avail >> 32;
-	case VIRTIO_PCI_COMMON_Q_USEDLO:
-		return q->used;
-	case VIRTIO_PCI_COMMON_Q_USEDHI:
-		return q->used >> 32;
 	}
 	return 0;
 }
@@ -337,6 +333,7 @@ static void common_write(struct virtio_pci *p, u64 off, u32 val)
 	struct virtio_queue *q = vt_selected_queue(t);
 	/* Queue fields are frozen once the queue or the device is live. */
 	bool q_writable = q && !q->ready && !t->active;
+	u64 *addr;
 
 	switch (off) {
 	case VIRTIO_PCI_COMMON_DFSELECT:
@@ -361,6 +358,12 @@ static void common_write(struct virtio_pci *p, u64 off, u32 val)
 	}
 	if (!q)
 		return;
+	addr = queue_addr(q, off);
+	if (addr) {
+		if (q_writable)
+			vt_set_addr_half(addr, off & 4, val);
+		return;
+	}
 	switch (off) {
 	case VIRTIO_PCI_COMMON_Q_MSIX:
 		p->queue_vector[t->queue_sel] = checked_vector(p, val);
@@ -373,30 +376,6 @@ static void common_write(struct virtio_pci *p, u64 off, u32 val)
 	case VIRTIO_PCI_COMMON_Q_ENABLE:
 		if (!t->active && val == 1)
 			q->ready = true;
-		break;
-	case VIRTIO_PCI_COMMON_Q_DESCLO:
-		if (q_writable)
-			set_low(&q->desc, val);
-		break;
-	case VIRTIO_PCI_COMMON_Q_DESCHI:
-		if (q_writable)
-			set_high(&q->desc, val);
-		break;
-	case VIRTIO_PCI_COMMON_Q_AVAILLO:
-		if (q_writable)
-			set_low(&q->avail, val);
-		break;
-	case VIRTIO_PCI_COMMON_Q_AVAILHI:
-		if (q_writable)
-			set_high(&q->avail, val);
-		break;
-	case VIRTIO_PCI_COMMON_Q_USEDLO:
-		if (q_writable)
-			set_low(&q->used, val);
-		break;
-	case VIRTIO_PCI_COMMON_Q_USEDHI:
-		if (q_writable)
-			set_high(&q->used, val);
 		break;
 	}
 }

@@ -78,6 +78,15 @@ void vt_init(struct virtio_transport *t, struct virtio_dev *vdev, u16 queue_num_
 	vt_reset(t);
 }
 
+/* Both transports take a 64-bit queue address as two 32-bit halves. */
+void vt_set_addr_half(u64 *addr, bool high, u32 val)
+{
+	if (high)
+		*addr = (*addr & 0xffffffffULL) | (u64)val << 32;
+	else
+		*addr = (*addr & ~0xffffffffULL) | val;
+}
+
 struct virtio_queue *vt_selected_queue(struct virtio_transport *t)
 {
 	if (t->queue_sel >= t->vdev->nqueues)

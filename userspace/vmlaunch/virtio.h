@@ -126,6 +126,7 @@ u32 vt_read_status(struct virtio_transport *t);
 u32 vt_device_features(const struct virtio_transport *t);
 void vt_write_driver_features(struct virtio_transport *t, u32 val);
 struct virtio_queue *vt_selected_queue(struct virtio_transport *t);
+void vt_set_addr_half(u64 *addr, bool high, u32 val);
 void vt_config_access(struct virtio_transport *t, u64 offset, u8 *data, u32 len, bool write);
 
 int virtio_mmio_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_info *info);
