@@ -182,7 +182,6 @@ int virtio_mmio_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_i
 	m->irq_fd = -1;
 	m->base = VIRTIO_MMIO_BASE + (u64)mmio_count * VIRTIO_MMIO_STRIDE;
 	m->gsi = VIRTIO_MMIO_GSI_BASE + mmio_count;
-	vdev->vm = vm;
 	vt_init(&m->t, vdev, 0);
 
 	m->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -198,9 +197,6 @@ int virtio_mmio_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_i
 		goto fail;
 	}
 	for (i = 0; i < vdev->nqueues; i++) {
-		vdev->vq[i].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (vdev->vq[i].kick_fd < 0)
-			goto fail_errno;
 		r = vm_ioeventfd(vm, vdev->vq[i].kick_fd, m->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, i);
 		if (r) {
 			pr_err("%s: KVM_IOEVENTFD for queue %u: %s", vdev->name, i, strerror(-r));
@@ -229,7 +225,7 @@ fail:
 	return r;
 }
 
-/* Reset the device if it is live, then close the eventfds. */
+/* Reset the device if it is live, then close the eventfd. */
 void virtio_mmio_remove(struct virtio_dev *vdev)
 {
 	struct virtio_mmio *m = (struct virtio_mmio *)vdev->transport;
@@ -238,11 +234,6 @@ void virtio_mmio_remove(struct virtio_dev *vdev)
 	if (!m)
 		return;
 	virtio_transport_reset(vdev);
-	for (i = 0; i < vdev->nqueues; i++) {
-		if (vdev->vq[i].kick_fd >= 0)
-			close(vdev->vq[i].kick_fd);
-		vdev->vq[i].kick_fd = -1;
-	}
 	if (m->irq_fd >= 0)
 		close(m->irq_fd);
 	vdev->config_fd = -1;

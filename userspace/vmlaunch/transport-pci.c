@@ -667,9 +667,6 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vdev)
 	p->fn.opaque = p;
 	p->fn.ops = &vpci_ops;
 	p->t.transport_reset = vpci_reset;
-	vdev->vm = vm;
-	for (i = 0; i < vdev->nqueues; i++)
-		vdev->vq[i].kick_fd = vdev->vq[i].call_fd = -1;
 	vt_init(&p->t, vdev, VIRTQ_MAX_SIZE);
 	build_config_space(p);
 
@@ -677,9 +674,8 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *vdev)
 	if (vdev->config_fd < 0)
 		goto fail_errno;
 	for (i = 0; i < vdev->nqueues; i++) {
-		vdev->vq[i].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		vdev->vq[i].call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (vdev->vq[i].kick_fd < 0 || vdev->vq[i].call_fd < 0)
+		if (vdev->vq[i].call_fd < 0)
 			goto fail_errno;
 	}
 	for (i = 0; i < p->nvectors; i++) {
@@ -724,11 +720,9 @@ void virtio_pci_remove(struct virtio_dev *vdev)
 	}
 	pthread_mutex_unlock(&p->t.lock);
 	for (i = 0; i < vdev->nqueues; i++) {
-		if (vdev->vq[i].kick_fd >= 0)
-			close(vdev->vq[i].kick_fd);
 		if (vdev->vq[i].call_fd >= 0)
 			close(vdev->vq[i].call_fd);
-		vdev->vq[i].kick_fd = vdev->vq[i].call_fd = -1;
+		vdev->vq[i].call_fd = -1;
 	}
 	if (vdev->config_fd >= 0)
 		close(vdev->config_fd);

@@ -6,22 +6,54 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
 #include <linux/virtio_config.h>
 
 #include "virtio.h"
 
-int virtio_transport_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_info *info)
+static void close_kick_fds(struct virtio_dev *vdev)
 {
 	unsigned int i;
 
+	for (i = 0; i < vdev->nqueues; i++) {
+		if (vdev->vq[i].kick_fd >= 0)
+			close(vdev->vq[i].kick_fd);
+		vdev->vq[i].kick_fd = -1;
+	}
+}
+
+/*
+ * The kick eventfds are the same for both transports (each makes them
+ * KVM ioeventfds on its own notify registers), so they are made and
+ * closed here; the call and config eventfds are the transport's.
+ */
+int virtio_transport_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_info *info)
+{
+	unsigned int i;
+	int r;
+
+	vdev->vm = vm;
 	vdev->config_fd = -1;
 	for (i = 0; i < VIRTIO_MAX_QUEUES; i++)
 		vdev->vq[i].kick_fd = vdev->vq[i].call_fd = -1;
+	for (i = 0; i < vdev->nqueues; i++) {
+		vdev->vq[i].kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vdev->vq[i].kick_fd < 0) {
+			r = -errno;
+			close_kick_fds(vdev);
+			return r;
+		}
+	}
 	if (vm->virtio_pci) {
 		info->name[0] = 0;	/* a PCI function is not in the DSDT */
-		return virtio_pci_add(vm, vdev);
+		r = virtio_pci_add(vm, vdev);
+	} else {
+		r = virtio_mmio_add(vm, vdev, info);
 	}
-	return virtio_mmio_add(vm, vdev, info);
+	if (r)
+		close_kick_fds(vdev);
+	return r;
 }
 
 /* After the vCPUs are gone: as if the driver wrote 0 to the status. */
@@ -44,6 +76,7 @@ void virtio_transport_remove(struct virtio_dev *vdev)
 		virtio_pci_remove(vdev);
 	else
 		virtio_mmio_remove(vdev);
+	close_kick_fds(vdev);
 }
 
 void virtio_notify_used(struct virtio_dev *vdev, unsigned int queue)
