@@ -19,6 +19,7 @@
 #include <linux/sched/clock.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
+#include <linux/task_work.h>
 #include <linux/uaccess.h>
 #include <linux/vhost_types.h>
 
@@ -36,6 +37,11 @@ static unsigned int poll_max_us = 32;
 module_param(poll_max_us, uint, 0644);
 MODULE_PARM_DESC(poll_max_us,
 		 "Longest adaptive busy poll, in microseconds, of a ring whose VMM set no VHOST_SET_VRING_BUSYLOOP_TIMEOUT (default 32, as QEMU's iothreads; 0: never poll unasked)");
+
+static bool kick_inline = true;
+module_param(kick_inline, bool, 0644);
+MODULE_PARM_DESC(kick_inline,
+		 "Run a ring's handler in the thread that kicked it, before that thread returns to the guest or to userspace, when it is a thread of the owner (devices that allow it: vhost-blk); else in the worker (default Y)");
 
 /* The first adaptive window, as QEMU's: short enough to cost little when wrong. */
 #define KVMX_POLL_FIRST_NS	4000
@@ -475,6 +481,114 @@ static void kvmx_vq_kick_work(struct kvmx_work *work)
 	mutex_unlock(&vq->mutex);
 }
 
+/* ---- handlers in the kicking thread ------------------------------------ */
+
+#define KVMX_INLINE_QUEUED	0
+
+#ifdef PF_USER_WORKER
+#define KVMX_PF_USER_WORKER	PF_USER_WORKER
+#else
+#define KVMX_PF_USER_WORKER	0
+#endif
+
+/*
+ * Task work of a kicking thread: it runs before that thread enters the
+ * guest again (KVM handles TIF_NOTIFY_RESUME on the way in) or returns to
+ * userspace. The file reference taken at queueing keeps the device, and
+ * with it this module, alive until the work is done; the final fput()
+ * then defers the release past our return.
+ */
+static void kvmx_vq_inline_fn(struct callback_head *cb)
+{
+	struct kvmx_vq *vq = container_of(cb, struct kvmx_vq, inline_work);
+	struct file *file = vq->dev->inline_file;
+
+	/*
+	 * Clear before running so a kick arriving while the handler runs
+	 * queues us again instead of being lost.
+	 */
+	clear_bit(KVMX_INLINE_QUEUED, &vq->inline_queued);
+	/* Pairs with test_and_set_bit() in kvmx_vq_kick_inline(). */
+	smp_mb__after_atomic();
+
+	/*
+	 * A busy ring (the worker polling it, an ioctl changing it) is
+	 * left to the worker rather than stalling the vCPU on its mutex.
+	 */
+	if (!mutex_trylock(&vq->mutex)) {
+		atomic_long_inc(&vq->inline_busy);
+		kvmx_vq_queue_work(vq);
+		goto out;
+	}
+	/* Work came, wherever it runs: the worker's window learns from it. */
+	kvmx_vq_poll_adapt(vq);
+	/* The owner may have changed since the kick: guest memory is its. */
+	if (vq->private_data && !vq->broken && READ_ONCE(vq->dev->mm) == current->mm) {
+		vq->in_kicker = true;
+		vq->inline_runs++;
+		vq->handle_kick(vq);
+		vq->in_kicker = false;
+	}
+	mutex_unlock(&vq->mutex);
+out:
+	fput(file);
+}
+
+/*
+ * A kick came from a thread sharing the owner's memory: a vCPU whose
+ * ioeventfd fired, or the VMM writing the eventfd. Run the handler in
+ * that thread on its way out instead of waking the worker. The guest
+ * then finds the request done, and the interrupt pending, when it
+ * re-enters: no thread wakeup, no cross-CPU interrupt, no halt. Atomic
+ * context (the eventfd's wait queue lock).
+ *
+ * Return: true if the handler will run in the kicker.
+ */
+static bool kvmx_vq_kick_inline(struct kvmx_vq *vq)
+{
+	struct kvmx_dev *dev = vq->dev;
+	struct file *file = dev->inline_file;
+
+	/* Kernel threads, io_uring's and vhost's among them, run no task work for us. */
+	if (!file || !READ_ONCE(kick_inline) || !in_task() ||
+	    (current->flags & (PF_KTHREAD | PF_EXITING | PF_IO_WORKER | KVMX_PF_USER_WORKER)) ||
+	    current->mm != READ_ONCE(dev->mm))
+		return false;
+	if (test_and_set_bit(KVMX_INLINE_QUEUED, &vq->inline_queued))
+		return true;
+	/*
+	 * The worker's adaptive window learns from when work came (see
+	 * kvmx_vq_queue_work()), wherever it then runs: kvmx_vq_inline_fn()
+	 * adapts it. A guest whose kicks ran here would otherwise look idle
+	 * to the worker, which would stop polling for the deep queues the
+	 * device hands it.
+	 */
+	if (READ_ONCE(vq->poll_asleep))
+		WRITE_ONCE(vq->poll_work_at, local_clock());
+	/* Not the last reference: the ring is still polled, so not released. */
+	get_file(file);
+	init_task_work(&vq->inline_work, kvmx_vq_inline_fn);
+	if (!task_work_add(current, &vq->inline_work, TWA_RESUME))
+		return true;
+	clear_bit(KVMX_INLINE_QUEUED, &vq->inline_queued);
+	fput(file);
+	return false;
+}
+
+/**
+ * kvmx_dev_allow_kick_inline - let this device's handlers run in the kicker
+ * @dev: the device, at open
+ * @file: the device's file; a pending inline run holds a reference to it
+ *
+ * Only for handlers that neither sleep long nor spin when in the kicker
+ * (kvmx_vq_in_kicker()): that thread is the guest's vCPU.
+ */
+void kvmx_dev_allow_kick_inline(struct kvmx_dev *dev, struct file *file)
+{
+	dev->inline_file = file;
+}
+EXPORT_SYMBOL_GPL(kvmx_dev_allow_kick_inline);
+
 /* ---- kick polling ----------------------------------------------------- */
 
 static int kvmx_poll_wakeup(wait_queue_entry_t *wait, unsigned int mode,
@@ -484,7 +598,8 @@ static int kvmx_poll_wakeup(wait_queue_entry_t *wait, unsigned int mode,
 
 	if (!(key_to_poll(key) & EPOLLIN))
 		return 0;
-	kvmx_vq_queue_work(poll->vq);
+	if (!kvmx_vq_kick_inline(poll->vq))
+		kvmx_vq_queue_work(poll->vq);
 	return 0;
 }
 

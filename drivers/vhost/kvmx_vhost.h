@@ -186,6 +186,13 @@ struct kvmx_vq {
 	kvmx_handle_kick_t handle_kick;
 	struct kvmx_worker __rcu *worker;
 
+	/* Running the handler in the thread that kicked: see kvmx_vq_kick_inline(). */
+	struct callback_head inline_work;
+	unsigned long inline_queued;	/* bit 0: inline_work is on a task */
+	bool in_kicker;			/* the handler runs in the kicker, under mutex */
+	u64 inline_runs;		/* handler rounds run in the kicker, under mutex */
+	atomic_long_t inline_busy;	/* kicks left to the worker: ring busy */
+
 	/* Device state; non-NULL means "running". Under mutex. */
 	void *private_data;
 	u64 acked_features;		/* copy of the device's, under mutex */
@@ -212,6 +219,8 @@ struct kvmx_dev {
 	struct xarray workers;		/* id -> struct kvmx_worker */
 	unsigned int weight;		/* chains per handler round */
 	const char *name;
+	/* The device's own file, when its handlers may run in the kicker. */
+	struct file *inline_file;
 };
 
 /* Features every kvmx device gets from the core. */
@@ -224,6 +233,7 @@ struct kvmx_dev {
 void kvmx_dev_init(struct kvmx_dev *dev, const char *name, struct kvmx_vq **vqs,
 		   unsigned int nvqs, const kvmx_handle_kick_t *handlers,
 		   u64 device_features, unsigned int weight);
+void kvmx_dev_allow_kick_inline(struct kvmx_dev *dev, struct file *file);
 long kvmx_dev_ioctl(struct kvmx_dev *dev, unsigned int ioctl, void __user *argp);
 int kvmx_dev_check_owner(struct kvmx_dev *dev);
 void kvmx_dev_stop(struct kvmx_dev *dev);
@@ -243,6 +253,16 @@ bool kvmx_vq_has_work(struct kvmx_vq *vq);
 u64 kvmx_vq_poll_deadline(struct kvmx_vq *vq);
 void kvmx_vq_poll_sleep(struct kvmx_vq *vq);
 u32 kvmx_poll_next_ns(u32 window_ns, u64 idle_ns, u32 max_ns);
+
+/*
+ * Is the handler running in the thread that kicked (a vCPU on its way back
+ * into the guest), not in a worker? Then it must not busy-poll or hold
+ * signals: the guest cannot add anything until the handler returns.
+ */
+static inline bool kvmx_vq_in_kicker(const struct kvmx_vq *vq)
+{
+	return vq->in_kicker;
+}
 
 /*
  * May a handler keep spinning towards @deadline (kvmx_vq_poll_deadline())?
