@@ -119,6 +119,12 @@ struct blk_queue {
 	u64 ioerr;
 	u64 unsupp;
 	int last_error;
+	/* Kicks in the kicking thread (see blk_kick_to_worker()), under vq.mutex. */
+	u32 kicker_deep;			/* kicks still to hand to the worker */
+	u32 kicker_since_probe;			/* kicks since the last probe */
+	u64 kicker_handoffs;
+	u64 kicker_waits;
+	u64 kicker_timeouts;
 };
 
 struct blk_dev {
@@ -683,6 +689,81 @@ static bool blk_busy_poll(struct blk_queue *q)
 	return false;
 }
 
+/* A vCPU asleep in the kernel is a guest that does not run: keep it short. */
+#define BLK_KICKER_WAIT_MAX_US	1000000
+
+static int blk_kicker_wait_set(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, 0, BLK_KICKER_WAIT_MAX_US);
+}
+
+static const struct kernel_param_ops blk_kicker_wait_ops = {
+	.set = blk_kicker_wait_set,
+	.get = param_get_uint,
+};
+
+static unsigned int kicker_wait_us = 200;
+module_param_cb(kicker_wait_us, &blk_kicker_wait_ops, &kicker_wait_us, 0644);
+MODULE_PARM_DESC(kicker_wait_us,
+		 "When kvmx_core's kick_inline runs a queue in the vCPU that kicked it and one request is in flight: how long (us, 0-1000000) the vCPU may sleep for its completion before re-entering the guest (default 200; 0: never wait)");
+
+/*
+ * A queue the guest keeps deep is served best by the worker: it polls with
+ * kicks off while the guest adds requests, where a vCPU handling its own
+ * kicks completes each request before it can add the next, and exits for
+ * every one. Seen deep (more than one chain in a round, more than one
+ * request in flight, a kick with requests in flight), the kicker hands
+ * the next BLK_KICKER_DEEP_ROUNDS kicks to the worker. And one kick in
+ * BLK_KICKER_PROBE_EVERY goes to the worker anyway, a probe: a guest
+ * whose every kick completes here never shows a deep queue, since its
+ * vCPU is not back until the request is done.
+ */
+#define BLK_KICKER_DEEP_ROUNDS	64
+#define BLK_KICKER_PROBE_EVERY	32
+
+static void blk_saw_deep_queue(struct blk_queue *q)
+{
+	q->kicker_deep = BLK_KICKER_DEEP_ROUNDS;
+}
+
+/* In the kicker: should this kick go to the worker instead? */
+static bool blk_kick_to_worker(struct blk_queue *q)
+{
+	if (atomic_read(&q->inflight))
+		blk_saw_deep_queue(q);
+	if (q->kicker_deep) {
+		q->kicker_deep--;
+		return true;
+	}
+	if (++q->kicker_since_probe >= BLK_KICKER_PROBE_EVERY) {
+		q->kicker_since_probe = 0;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * In the kicker with a lone request in flight (iodepth 1): the guest's next
+ * step is to wait for it, so sleep here while the backend completes it.
+ * The vCPU then re-enters with the completion and its interrupt pending,
+ * where it would otherwise halt and be woken by the worker's signal. With
+ * more in flight the guest has work of its own; the completions go
+ * through the worker. Interruptible: a signal to the VMM ends the wait.
+ */
+static void blk_kicker_wait(struct blk_queue *q)
+{
+	u32 wait_us = READ_ONCE(kicker_wait_us);
+	long r;
+
+	if (!wait_us || atomic_read(&q->inflight) != 1)
+		return;
+	q->kicker_waits++;
+	r = wait_event_interruptible_hrtimeout(q->idle, !atomic_read(&q->inflight),
+					       ns_to_ktime((u64)wait_us * NSEC_PER_USEC));
+	if (r)
+		q->kicker_timeouts++;
+}
+
 static void blk_handler_exit(struct blk_queue *q)
 {
 	WRITE_ONCE(q->in_handler, false);
@@ -695,22 +776,35 @@ static void blk_handler_exit(struct blk_queue *q)
 static void blk_handle_kick(struct kvmx_vq *vq)
 {
 	struct blk_queue *q = container_of(vq, struct blk_queue, vq);
-	unsigned int budget = vq->dev->weight;
+	unsigned int budget = vq->dev->weight, taken = 0, n;
 	bool ring_empty;
+
+	if (kvmx_vq_in_kicker(vq) && blk_kick_to_worker(q)) {
+		q->kicker_handoffs++;
+		kvmx_vq_queue_work(vq);
+		return;
+	}
 
 	WRITE_ONCE(q->in_handler, true);
 	blk_reap(q);
 	kvmx_vq_disable_notify(vq);
 	while (budget) {
-		budget -= blk_submit_batch(q, budget, &ring_empty);
+		n = blk_submit_batch(q, budget, &ring_empty);
+		budget -= n;
+		taken += n;
+		if (taken > 1 || atomic_read(&q->inflight) > 1)
+			blk_saw_deep_queue(q);
 		/* Out of requests: their completions requeue us. */
 		if (!ring_empty)
 			break;
 		blk_reap(q);
-		if (blk_busy_poll(q))
+		if (kvmx_vq_in_kicker(vq))
+			blk_kicker_wait(q);
+		else if (blk_busy_poll(q))
 			continue;
 		if (!kvmx_vq_enable_notify(vq)) {
-			kvmx_vq_poll_sleep(vq);
+			if (!kvmx_vq_in_kicker(vq))
+				kvmx_vq_poll_sleep(vq);
 			break;
 		}
 		kvmx_vq_disable_notify(vq);
@@ -959,6 +1053,7 @@ static int blk_open(struct inode *inode, struct file *file)
 	}
 	kvmx_dev_init(&b->dev, "vhost-blk", b->vqs, VHOST_BLK_MAX_QUEUES,
 		      blk_handlers, BLK_FEATURES, BLK_WEIGHT);
+	kvmx_dev_allow_kick_inline(&b->dev, file);
 	file->private_data = b;
 	return 0;
 }
@@ -1010,6 +1105,11 @@ static void blk_show_fdinfo(struct seq_file *m, struct file *file)
 		seq_printf(m, "q%u_requests:\t%llu\n", i, READ_ONCE(q->requests));
 		seq_printf(m, "q%u_poll_ns:\t%u\n", i, READ_ONCE(q->vq.poll_ns));
 		seq_printf(m, "q%u_hold_ns:\t%u\n", i, READ_ONCE(q->hold.hold_ns));
+		seq_printf(m, "q%u_kicker_runs:\t%llu\n", i, READ_ONCE(q->vq.inline_runs));
+		seq_printf(m, "q%u_kicker_busy:\t%ld\n", i, atomic_long_read(&q->vq.inline_busy));
+		seq_printf(m, "q%u_kicker_waits:\t%llu\n", i, READ_ONCE(q->kicker_waits));
+		seq_printf(m, "q%u_kicker_timeouts:\t%llu\n", i, READ_ONCE(q->kicker_timeouts));
+		seq_printf(m, "q%u_kicker_handoffs:\t%llu\n", i, READ_ONCE(q->kicker_handoffs));
 	}
 }
 

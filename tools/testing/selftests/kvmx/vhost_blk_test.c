@@ -62,6 +62,9 @@
 #define QUIET_MS	300
 
 #define HOLD_PARAM	"/sys/module/kvmx_vhost_blk/parameters/signal_hold_max_us"
+#define INLINE_PARAM	"/sys/module/kvmx_core/parameters/kick_inline"
+#define KICKER_WAIT_PARAM "/sys/module/kvmx_vhost_blk/parameters/kicker_wait_us"
+#define BLK_REFCNT	"/sys/module/kvmx_vhost_blk/refcnt"
 
 #define F(bit)		(1ULL << (bit))
 /* What a virtio-blk driver acks: modern rings plus the blk features. */
@@ -77,6 +80,8 @@ FIXTURE(blk) {
 	uint8_t *shadow;		/* what the backend under test must hold */
 	uint64_t rng;
 	long saved_hold_max;		/* HOLD_PARAM to restore; -1: untouched */
+	long saved_kicker_wait;		/* KICKER_WAIT_PARAM to restore; -1: untouched */
+	char saved_inline[8];		/* INLINE_PARAM to restore; "": untouched */
 };
 
 static uint64_t name_seed(const char *name)
@@ -112,6 +117,8 @@ FIXTURE_SETUP(blk)
 
 	self->disk.fd = self->disk.check_fd = self->disk.backing_fd = -1;
 	self->saved_hold_max = -1;
+	self->saved_kicker_wait = -1;
+	self->saved_inline[0] = '\0';
 	ret = blk_guest_open(&self->g, NVQS, RING_NUM, F_DRIVER);
 	if (skip_open_error(_metadata, ret))
 		return;
@@ -133,9 +140,28 @@ FIXTURE_TEARDOWN(blk)
 	free(self->shadow);
 	if (self->saved_hold_max >= 0)
 		param_write_long(HOLD_PARAM, self->saved_hold_max);
+	if (self->saved_kicker_wait >= 0)
+		param_write_long(KICKER_WAIT_PARAM, self->saved_kicker_wait);
+	if (self->saved_inline[0])
+		param_write(INLINE_PARAM, self->saved_inline);
 }
 
 /* ---- helpers ----------------------------------------------------------- */
+
+/*
+ * kvmx_core's kick_inline: whether a kick from one of our threads runs the
+ * queue in that thread on its way back from write(), or wakes the worker.
+ */
+static void set_kick_inline(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
+			    bool on)
+{
+	if (!self->saved_inline[0]) {
+		ASSERT_TRUE(param_read(INLINE_PARAM, self->saved_inline,
+				       sizeof(self->saved_inline)))
+			TH_LOG("expected %s (kvmx_core.ko of this tree)", INLINE_PARAM);
+	}
+	ASSERT_EQ(0, param_write(INLINE_PARAM, on ? "1" : "0"));
+}
 
 static void attach(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
 		   unsigned int vq, int fd)
@@ -1807,7 +1833,13 @@ fail:
 	return NULL;
 }
 
-TEST_F(blk, four_queues_on_four_workers_write_disjoint_ranges_concurrently)
+/*
+ * Four threads drive a queue each. With kick_inline off each queue runs on
+ * a worker of its own; with it on, first in the thread that kicked it,
+ * then (batches of requests make a deep queue) on its worker again.
+ */
+static void mq_write_concurrently(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
+				  bool in_kickers)
 {
 	struct blk_req (*reqs)[MQ_REQS] = calloc(NVQS, sizeof(*reqs));
 	struct mq_job jobs[NVQS];
@@ -1865,12 +1897,34 @@ TEST_F(blk, four_queues_on_four_workers_write_disjoint_ranges_concurrently)
 		expect_stats(_metadata, self, q, MQ_REQS + 1, 0, 0);
 	}
 	for (q = 0; q < NVQS; q++) {
+		char key[32];
+		long long runs;
+
+		snprintf(key, sizeof(key), "q%u_kicker_runs", q);
+		runs = fdinfo_value(self->g.dev.fd, key);
+		if (in_kickers) {
+			EXPECT_LT(0, runs) TH_LOG("vq %u never ran in its kicker", q);
+		} else {
+			EXPECT_EQ(0, runs) TH_LOG("vq %u ran in its kicker with kick_inline=0", q);
+		}
 		for (i = 0; i < MQ_REQS; i++)
 			blk_req_free(&reqs[q][i]);
 	}
 	free(reqs);
 	free(data);
 	free(got);
+}
+
+TEST_F(blk, four_queues_on_four_workers_write_disjoint_ranges_concurrently)
+{
+	set_kick_inline(_metadata, self, false);
+	mq_write_concurrently(_metadata, self, false);
+}
+
+TEST_F(blk, four_queues_kicked_from_four_threads_write_disjoint_ranges_concurrently)
+{
+	set_kick_inline(_metadata, self, true);
+	mq_write_concurrently(_metadata, self, true);
 }
 
 /* ---- notifications ----------------------------------------------------- */
@@ -2543,6 +2597,8 @@ TEST_F(blk, module_cannot_be_removed_while_a_device_is_open)
 
 static void set_hold_max(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self, long us)
 {
+	/* Holding is the worker's; our kicks would otherwise run the queue themselves. */
+	set_kick_inline(_metadata, self, false);
 	ASSERT_EQ(0, param_write_long_saved(HOLD_PARAM, us, &self->saved_hold_max))
 		TH_LOG("writing %ld to %s", us, HOLD_PARAM);
 }
@@ -2737,6 +2793,359 @@ TEST_F(blk, signal_hold_max_us_0_signals_at_once_and_refuses_garbage)
 	/* The limit itself is taken. */
 	EXPECT_EQ(0, param_write_long(HOLD_PARAM, 1000000));
 	EXPECT_EQ(1000000, param_read_long(HOLD_PARAM));
+}
+
+/* ---- queues run in the kicking thread ----------------------------------- */
+
+#define KICKER_REQS	16U
+
+/*
+ * One kick in this many goes to the worker even from the owner's thread, a
+ * probe for a guest that would keep a deeper queue (BLK_KICKER_PROBE_EVERY).
+ */
+#define KICKER_PROBE_EVERY	32
+
+/*
+ * Kicks of vq 0 that reached the kicking thread but went to the worker:
+ * vhost-blk's probes and deep-queue handoffs, and those that found the
+ * worker still running the ring (its poll window or a held call after a
+ * completion it delivered).
+ */
+static long long kicker_to_worker(FIXTURE_DATA(blk) *self)
+{
+	return fdinfo_value(self->g.dev.fd, "q0_kicker_handoffs") +
+	       fdinfo_value(self->g.dev.fd, "q0_kicker_busy");
+}
+
+/*
+ * Queue a 4 KiB write of random data (a read when @write is false) of
+ * @sector on vq 0 and kick once. Return: whether its used entry, status
+ * OK, was already there when the kick's write() returned, or the kicker
+ * handed the kick to the worker (a probe; see blk_kick_to_worker()).
+ */
+static bool kick_one(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
+		     struct blk_req *r, uint64_t sector, bool write)
+{
+	struct vring_drv *vr = &self->g.vq[0];
+	uint16_t used = vring_used_idx(vr);
+	long long handoffs = kicker_to_worker(self);
+	uint8_t data[4096];
+	bool done;
+
+	if (write) {
+		rng_fill(&self->rng, data, sizeof(data));
+		memcpy(self->shadow + sector * SECTOR, data, sizeof(data));
+		req_simple(_metadata, self, r, VIRTIO_BLK_T_OUT, sector, data, sizeof(data), 1);
+	} else {
+		req_simple(_metadata, self, r, VIRTIO_BLK_T_IN, sector, NULL, 0,
+			   sizeof(data) + 1);
+	}
+	EXPECT_EQ(0, blk_req_add(vr, r, false));
+	vring_publish(vr);
+	EXPECT_EQ(0, vhost_kick(&self->g.dev, 0));
+	done = vring_used_idx(vr) == (uint16_t)(used + 1) || kicker_to_worker(self) > handoffs;
+	EXPECT_EQ(0, vring_wait_used_idx(vr, used + 1, BLK_TIMEOUT_MS))
+		TH_LOG("the %s of sector %llu never completed", write ? "write" : "read",
+		       (unsigned long long)sector);
+	return done;
+}
+
+/* Reap the one used entry of @r and check its status and, for a read, its data. */
+static void reap_one(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
+		     struct blk_req *r, bool write)
+{
+	struct vring_used_elem e;
+	uint8_t got[4096];
+
+	ASSERT_EQ(1, vring_reap(&self->g.vq[0], &e));
+	EXPECT_EQ(r->head, (int)e.id);
+	EXPECT_EQ(VIRTIO_BLK_S_OK, blk_req_status(&self->g.mem, r));
+	if (!write) {
+		ASSERT_EQ(0, blk_req_read_in(&self->g.mem, r, got));
+		expect_same(_metadata, got, self->shadow + r->sector * SECTOR, sizeof(got),
+			    "a read back through the device", r->sector * SECTOR);
+	}
+	blk_req_free(r);
+}
+
+/*
+ * A kick from a thread of the owner runs the queue in that thread before
+ * write() returns: on a file, whose buffered I/O completes inside the
+ * submission, the used entry and the call are there at once. Only the
+ * probes go to the worker.
+ */
+TEST_F(blk, a_kick_from_the_owner_completes_before_the_kick_returns)
+{
+	long long runs, handoffs;
+	struct blk_req r;
+	unsigned int i, pass;
+
+	set_kick_inline(_metadata, self, true);
+	attach(_metadata, self, 0, self->disk.fd);
+	calls_taken(self, 0);
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < KICKER_REQS; i++) {
+			EXPECT_TRUE(kick_one(_metadata, self, &r, 8 * i, pass == 0))
+				TH_LOG("%s %u was not complete when its kick returned",
+				       pass ? "read" : "write", i);
+			EXPECT_EQ(1ULL, calls_wait(self, 0, BLK_TIMEOUT_MS))
+				TH_LOG("%s %u: no call", pass ? "read" : "write", i);
+			reap_one(_metadata, self, &r, pass == 0);
+		}
+	}
+	runs = fdinfo_value(self->g.dev.fd, "q0_kicker_runs");
+	EXPECT_EQ(2 * KICKER_REQS, runs + fdinfo_value(self->g.dev.fd, "q0_kicker_busy"));
+	/* A request at a time never looks like a deep queue: probes only. */
+	handoffs = fdinfo_value(self->g.dev.fd, "q0_kicker_handoffs");
+	EXPECT_EQ(runs / KICKER_PROBE_EVERY, handoffs);
+	expect_backend_is_shadow(_metadata, self, &self->disk);
+}
+
+/*
+ * Another process does not share the owner's memory, so it cannot run the
+ * queue: its kick goes to the worker, and the request still completes.
+ */
+TEST_F(blk, a_kick_from_another_process_runs_on_the_worker)
+{
+	struct vring_drv *vr = &self->g.vq[0];
+	uint8_t data[4096], got[4096];
+	struct vring_used_elem e;
+	struct blk_req r;
+	int status = -1;
+	pid_t pid;
+
+	set_kick_inline(_metadata, self, true);
+	attach(_metadata, self, 0, self->disk.fd);
+	rng_fill(&self->rng, data, sizeof(data));
+	memcpy(self->shadow + 64 * SECTOR, data, sizeof(data));
+	req_simple(_metadata, self, &r, VIRTIO_BLK_T_OUT, 64, data, sizeof(data), 1);
+	ASSERT_EQ(0, blk_req_add(vr, &r, false));
+	vring_publish(vr);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(vhost_kick(&self->g.dev, 0) ? 1 : 0);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ASSERT_EQ(0, vring_wait_used_idx(vr, 1, BLK_TIMEOUT_MS))
+		TH_LOG("the worker did not run the child's kick");
+	ASSERT_EQ(1, vring_reap(vr, &e));
+	EXPECT_EQ(VIRTIO_BLK_S_OK, blk_req_status(&self->g.mem, &r));
+	blk_req_free(&r);
+	EXPECT_EQ(0, fdinfo_value(self->g.dev.fd, "q0_kicker_runs"));
+	ASSERT_EQ(0, blk_backend_read(&self->disk, 64 * SECTOR, got, sizeof(got)));
+	expect_same(_metadata, got, data, sizeof(got), "the child's write on the backend",
+		    64 * SECTOR);
+}
+
+TEST_F(blk, kick_inline_0_leaves_every_kick_to_the_worker)
+{
+	struct blk_req r;
+	unsigned int i;
+
+	set_kick_inline(_metadata, self, false);
+	attach(_metadata, self, 0, self->disk.fd);
+	for (i = 0; i < KICKER_REQS; i++) {
+		kick_one(_metadata, self, &r, 8 * i, true);
+		reap_one(_metadata, self, &r, true);
+		kick_one(_metadata, self, &r, 8 * i, false);
+		reap_one(_metadata, self, &r, false);
+	}
+	EXPECT_EQ(0, fdinfo_value(self->g.dev.fd, "q0_kicker_runs"));
+	/* Back on, the next kick runs in this thread again. */
+	set_kick_inline(_metadata, self, true);
+	EXPECT_TRUE(kick_one(_metadata, self, &r, 0, false));
+	reap_one(_metadata, self, &r, false);
+	/* Unless the worker still had the ring after the last request. */
+	EXPECT_EQ(1, fdinfo_value(self->g.dev.fd, "q0_kicker_runs") +
+		     fdinfo_value(self->g.dev.fd, "q0_kicker_busy"));
+	expect_backend_is_shadow(_metadata, self, &self->disk);
+}
+
+/*
+ * On O_DIRECT null_blk a request completes after its submission (the
+ * block softirq): alone in flight, the kicker waits for it and returns
+ * with it done, as a vCPU re-enters the guest with the interrupt pending.
+ * With kicker_wait_us=0 it never waits.
+ */
+TEST_F(blk, a_lone_request_on_o_direct_null_blk_completes_before_the_kick_returns)
+{
+	struct blk_backend nb;
+	long long runs, waits, handoffs;
+	unsigned int i, pass, done = 0;
+	struct blk_req r;
+
+	if (!make_nullb(_metadata, self, &nb, O_RDWR | O_DIRECT))
+		return;
+	set_kick_inline(_metadata, self, true);
+	/* Long enough that nothing but a lost wakeup can time out. */
+	ASSERT_EQ(0, param_write_long_saved(KICKER_WAIT_PARAM, 1000000, &self->saved_kicker_wait));
+	attach(_metadata, self, 0, nb.fd);
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < KICKER_REQS; i++) {
+			done += kick_one(_metadata, self, &r, 8 * i, pass == 0);
+			reap_one(_metadata, self, &r, pass == 0);
+		}
+	}
+	waits = fdinfo_value(self->g.dev.fd, "q0_kicker_waits");
+	handoffs = fdinfo_value(self->g.dev.fd, "q0_kicker_handoffs");
+	/*
+	 * Every request handled in the kicker came back finished, waited
+	 * for or (the block softirq ran first) completed before the wait.
+	 */
+	EXPECT_EQ(2 * KICKER_REQS, done)
+		TH_LOG("%u of %u requests complete (or handed to the worker) when their kick returned",
+		       done, 2 * KICKER_REQS);
+	runs = fdinfo_value(self->g.dev.fd, "q0_kicker_runs");
+	EXPECT_EQ(runs / KICKER_PROBE_EVERY, handoffs);
+	EXPECT_GE(runs - handoffs, waits);
+	EXPECT_EQ(0, fdinfo_value(self->g.dev.fd, "q0_kicker_timeouts"));
+
+	ASSERT_EQ(0, param_write_long(KICKER_WAIT_PARAM, 0));
+	for (i = 0; i < 4; i++) {
+		kick_one(_metadata, self, &r, 8 * i, false);
+		reap_one(_metadata, self, &r, false);
+	}
+	EXPECT_EQ(waits, fdinfo_value(self->g.dev.fd, "q0_kicker_waits"))
+		TH_LOG("the kicker waited with kicker_wait_us=0");
+	blk_guest_close(&self->g);
+	expect_backend_is_shadow(_metadata, self, &nb);
+	blk_backend_destroy(&nb);
+}
+
+/*
+ * A guest that had two requests in one round keeps a deep queue: the
+ * worker serves it, polling with kicks off, so the kicker hands it the
+ * kicks that follow instead of running them. On the slow null_blk (each
+ * command takes CNB_SLOW_NS) nothing completes before a kick returns by
+ * chance.
+ */
+TEST_F_TIMEOUT(blk, after_a_deep_queue_the_kicker_hands_kicks_to_the_worker, 60)
+{
+	struct vring_drv *vr = &self->g.vq[0];
+	struct vring_used_elem e;
+	struct blk_req r[4];
+	unsigned int i;
+	int64_t t0;
+	int fd;
+
+	set_kick_inline(_metadata, self, true);
+	ASSERT_EQ(0, param_write_long_saved(KICKER_WAIT_PARAM, 1000000, &self->saved_kicker_wait));
+	fd = cnb_attach(_metadata, self, true);
+	if (fd < 0)
+		return;
+	for (i = 0; i < 4; i++)
+		req_simple(_metadata, self, &r[i], VIRTIO_BLK_T_IN, 8 * i, NULL, 0, 4096 + 1);
+	/* Two in one kick: both in flight when it returns, no wait. */
+	ASSERT_EQ(0, blk_req_add(vr, &r[0], false));
+	ASSERT_EQ(0, blk_req_add(vr, &r[1], false));
+	vring_publish(vr);
+	t0 = now_ms();
+	ASSERT_EQ(0, vhost_kick(&self->g.dev, 0));
+	EXPECT_GT(500, now_ms() - t0) TH_LOG("the kicker waited for two requests");
+	EXPECT_EQ(0, vring_used_idx(vr));
+	EXPECT_EQ(0, fdinfo_value(self->g.dev.fd, "q0_kicker_handoffs"));
+	ASSERT_EQ(0, vring_wait_used_idx(vr, 2, BLK_TIMEOUT_MS));
+
+	/* Lone ones now: the kicker would wait up to 1 s for each, but hands them over. */
+	for (i = 2; i < 4; i++) {
+		/* Let the worker that delivered the last completion go idle. */
+		usleep(100000);
+		ASSERT_EQ(0, blk_req_add(vr, &r[i], false));
+		vring_publish(vr);
+		t0 = now_ms();
+		ASSERT_EQ(0, vhost_kick(&self->g.dev, 0));
+		EXPECT_GT(500, now_ms() - t0) TH_LOG("the kicker waited after a deep queue");
+		ASSERT_EQ(0, vring_wait_used_idx(vr, i + 1, BLK_TIMEOUT_MS));
+	}
+	EXPECT_EQ(3, fdinfo_value(self->g.dev.fd, "q0_kicker_runs"));
+	EXPECT_EQ(2, fdinfo_value(self->g.dev.fd, "q0_kicker_handoffs"));
+	EXPECT_EQ(0, fdinfo_value(self->g.dev.fd, "q0_kicker_waits"));
+	for (i = 0; i < 4; i++) {
+		ASSERT_EQ(1, vring_reap(vr, &e));
+		EXPECT_EQ(VIRTIO_BLK_S_OK, blk_req_status(&self->g.mem, &r[i]));
+		blk_req_free(&r[i]);
+	}
+	attach(_metadata, self, 0, -1);
+	close(fd);
+	cnb_destroy();
+}
+
+struct kick_storm {
+	int kick_fd;
+	unsigned int kicks;
+};
+
+static void *kick_storm_run(void *arg)
+{
+	struct kick_storm *k = arg;
+	uint64_t one = 1;
+
+	for (k->kicks = 0; k->kicks < 20000; k->kicks++) {
+		if (write(k->kick_fd, &one, sizeof(one)) != sizeof(one))
+			break;
+	}
+	return NULL;
+}
+
+static long blk_refcnt(void)
+{
+	return param_read_long(BLK_REFCNT);
+}
+
+/*
+ * A kick that runs in its thread holds the device open until it ran: the
+ * device closed under a storm of such kicks is released once they are
+ * done, and nothing keeps the module pinned afterwards.
+ */
+TEST_F_TIMEOUT(blk, closing_the_device_under_a_storm_of_inline_kicks_releases_it, 60)
+{
+	struct vring_drv *vr = &self->g.vq[0];
+	struct kick_storm k;
+	struct blk_req r[32];
+	pthread_t thread;
+	long before, after = -1;
+	unsigned int i;
+	int64_t t0;
+
+	set_kick_inline(_metadata, self, true);
+	before = blk_refcnt();
+	ASSERT_LT(0, before) TH_LOG("expected %s to count our open device", BLK_REFCNT);
+	attach(_metadata, self, 0, self->disk.fd);
+	/* Work for the first kicks; the rest find the ring empty. */
+	for (i = 0; i < ARRAY_SIZE(r); i++) {
+		req_simple(_metadata, self, &r[i], VIRTIO_BLK_T_IN, 8 * i, NULL, 0, 4096 + 1);
+		ASSERT_EQ(0, blk_req_add(vr, &r[i], false));
+	}
+	vring_publish(vr);
+	k.kick_fd = dup(self->g.dev.vq[0].kick);
+	ASSERT_LE(0, k.kick_fd);
+	ASSERT_EQ(0, pthread_create(&thread, NULL, kick_storm_run, &k));
+	usleep(20000);
+	/* The device only: guest memory and the eventfds stay for the storm. */
+	close(self->g.dev.fd);
+	self->g.dev.fd = -1;
+	pthread_join(thread, NULL);
+	close(k.kick_fd);
+	EXPECT_EQ(20000U, k.kicks) TH_LOG("a kick's write() failed after %u", k.kicks);
+	t0 = now_ms();
+	while (now_ms() - t0 < 2000 && (after = blk_refcnt()) != before - 1)
+		usleep(10000);
+	EXPECT_EQ(before - 1, after) TH_LOG("the closed device still pins kvmx_vhost_blk");
+	for (i = 0; i < ARRAY_SIZE(r); i++)
+		blk_req_free(&r[i]);
+}
+
+TEST_F(blk, kick_inline_and_kicker_wait_us_refuse_garbage)
+{
+	set_kick_inline(_metadata, self, true);
+	EXPECT_EQ(-EINVAL, param_write(INLINE_PARAM, "maybe"));
+	EXPECT_EQ(-EINVAL, param_write(INLINE_PARAM, "2"));
+	ASSERT_EQ(0, param_write_long_saved(KICKER_WAIT_PARAM, 5, &self->saved_kicker_wait));
+	EXPECT_EQ(-EINVAL, param_write(KICKER_WAIT_PARAM, "-1"));
+	EXPECT_EQ(-EINVAL, param_write(KICKER_WAIT_PARAM, "soon"));
+	EXPECT_EQ(-EINVAL, param_write(KICKER_WAIT_PARAM, "1000001"));
+	EXPECT_EQ(5, param_read_long(KICKER_WAIT_PARAM));
 }
 
 TEST_HARNESS_MAIN
