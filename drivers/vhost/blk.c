@@ -119,10 +119,7 @@ struct blk_queue {
 	u64 ioerr;
 	u64 unsupp;
 	int last_error;
-	/* Kicks in the kicking thread (see blk_kick_to_worker()), under vq.mutex. */
-	u32 kicker_deep;			/* kicks still to hand to the worker */
-	u32 kicker_since_probe;			/* kicks since the last probe */
-	u64 kicker_handoffs;
+	/* Waits in the kicker for a lone request (see blk_kicker_wait()). */
 	u64 kicker_waits;
 	u64 kicker_timeouts;
 };
@@ -708,41 +705,6 @@ MODULE_PARM_DESC(kicker_wait_us,
 		 "When kvmx_core's kick_inline runs a queue in the vCPU that kicked it and one request is in flight: how long (us, 0-1000000) the vCPU may sleep for its completion before re-entering the guest (default 200; 0: never wait)");
 
 /*
- * A queue the guest keeps deep is served best by the worker: it polls with
- * kicks off while the guest adds requests, where a vCPU handling its own
- * kicks completes each request before it can add the next, and exits for
- * every one. Seen deep (more than one chain in a round, more than one
- * request in flight, a kick with requests in flight), the kicker hands
- * the next BLK_KICKER_DEEP_ROUNDS kicks to the worker. And one kick in
- * BLK_KICKER_PROBE_EVERY goes to the worker anyway, a probe: a guest
- * whose every kick completes here never shows a deep queue, since its
- * vCPU is not back until the request is done.
- */
-#define BLK_KICKER_DEEP_ROUNDS	64
-#define BLK_KICKER_PROBE_EVERY	32
-
-static void blk_saw_deep_queue(struct blk_queue *q)
-{
-	q->kicker_deep = BLK_KICKER_DEEP_ROUNDS;
-}
-
-/* In the kicker: should this kick go to the worker instead? */
-static bool blk_kick_to_worker(struct blk_queue *q)
-{
-	if (atomic_read(&q->inflight))
-		blk_saw_deep_queue(q);
-	if (q->kicker_deep) {
-		q->kicker_deep--;
-		return true;
-	}
-	if (++q->kicker_since_probe >= BLK_KICKER_PROBE_EVERY) {
-		q->kicker_since_probe = 0;
-		return true;
-	}
-	return false;
-}
-
-/*
  * In the kicker with a lone request in flight (iodepth 1): the guest's next
  * step is to wait for it, so sleep here while the backend completes it.
  * The vCPU then re-enters with the completion and its interrupt pending,
@@ -779,10 +741,12 @@ static void blk_handle_kick(struct kvmx_vq *vq)
 	unsigned int budget = vq->dev->weight, taken = 0, n;
 	bool ring_empty;
 
-	if (kvmx_vq_in_kicker(vq) && blk_kick_to_worker(q)) {
-		q->kicker_handoffs++;
-		kvmx_vq_queue_work(vq);
-		return;
+	if (kvmx_vq_in_kicker(vq)) {
+		/* A kick with requests in flight is a guest that keeps a queue. */
+		if (atomic_read(&q->inflight))
+			kvmx_vq_kicker_saw_deep(vq);
+		if (kvmx_vq_kicker_hand_over(vq))
+			return;
 	}
 
 	WRITE_ONCE(q->in_handler, true);
@@ -793,7 +757,7 @@ static void blk_handle_kick(struct kvmx_vq *vq)
 		budget -= n;
 		taken += n;
 		if (taken > 1 || atomic_read(&q->inflight) > 1)
-			blk_saw_deep_queue(q);
+			kvmx_vq_kicker_saw_deep(vq);
 		/* Out of requests: their completions requeue us. */
 		if (!ring_empty)
 			break;
@@ -1053,7 +1017,7 @@ static int blk_open(struct inode *inode, struct file *file)
 	}
 	kvmx_dev_init(&b->dev, "vhost-blk", b->vqs, VHOST_BLK_MAX_QUEUES,
 		      blk_handlers, BLK_FEATURES, BLK_WEIGHT);
-	kvmx_dev_allow_kick_inline(&b->dev, file);
+	kvmx_dev_allow_kick_inline(&b->dev, file, GENMASK_ULL(VHOST_BLK_MAX_QUEUES - 1, 0));
 	file->private_data = b;
 	return 0;
 }
@@ -1109,7 +1073,7 @@ static void blk_show_fdinfo(struct seq_file *m, struct file *file)
 		seq_printf(m, "q%u_kicker_busy:\t%ld\n", i, atomic_long_read(&q->vq.inline_busy));
 		seq_printf(m, "q%u_kicker_waits:\t%llu\n", i, READ_ONCE(q->kicker_waits));
 		seq_printf(m, "q%u_kicker_timeouts:\t%llu\n", i, READ_ONCE(q->kicker_timeouts));
-		seq_printf(m, "q%u_kicker_handoffs:\t%llu\n", i, READ_ONCE(q->kicker_handoffs));
+		seq_printf(m, "q%u_kicker_handoffs:\t%llu\n", i, READ_ONCE(q->vq.kicker_handoffs));
 	}
 }
 

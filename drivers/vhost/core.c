@@ -550,12 +550,21 @@ static bool kvmx_vq_kick_inline(struct kvmx_vq *vq)
 	struct file *file = dev->inline_file;
 
 	/* Kernel threads, io_uring's and vhost's among them, run no task work for us. */
-	if (!file || !READ_ONCE(kick_inline) || !in_task() ||
+	if (!file || !vq->kick_inline || !READ_ONCE(kick_inline) || !in_task() ||
 	    (current->flags & (PF_KTHREAD | PF_EXITING | PF_IO_WORKER | KVMX_PF_USER_WORKER)) ||
 	    current->mm != READ_ONCE(dev->mm))
 		return false;
 	if (test_and_set_bit(KVMX_INLINE_QUEUED, &vq->inline_queued))
 		return true;
+	/*
+	 * The last reference may be gone already, the release on its way
+	 * (it stops our polling first thing, but has not yet). The file is
+	 * not freed before its release returns, so its count can be read.
+	 */
+	if (!atomic_long_inc_not_zero(&file->f_count)) {
+		clear_bit(KVMX_INLINE_QUEUED, &vq->inline_queued);
+		return false;
+	}
 	/*
 	 * The worker's adaptive window learns from when work came (see
 	 * kvmx_vq_queue_work()), wherever it then runs: kvmx_vq_inline_fn()
@@ -565,8 +574,6 @@ static bool kvmx_vq_kick_inline(struct kvmx_vq *vq)
 	 */
 	if (READ_ONCE(vq->poll_asleep))
 		WRITE_ONCE(vq->poll_work_at, local_clock());
-	/* Not the last reference: the ring is still polled, so not released. */
-	get_file(file);
 	init_task_work(&vq->inline_work, kvmx_vq_inline_fn);
 	if (!task_work_add(current, &vq->inline_work, TWA_RESUME))
 		return true;
@@ -576,18 +583,69 @@ static bool kvmx_vq_kick_inline(struct kvmx_vq *vq)
 }
 
 /**
- * kvmx_dev_allow_kick_inline - let this device's handlers run in the kicker
- * @dev: the device, at open
+ * kvmx_dev_allow_kick_inline - let handlers of this device run in the kicker
+ * @dev: the device, at open, after kvmx_dev_init()
  * @file: the device's file; a pending inline run holds a reference to it
+ * @vq_mask: bit i set: ring i may
  *
  * Only for handlers that neither sleep long nor spin when in the kicker
  * (kvmx_vq_in_kicker()): that thread is the guest's vCPU.
  */
-void kvmx_dev_allow_kick_inline(struct kvmx_dev *dev, struct file *file)
+void kvmx_dev_allow_kick_inline(struct kvmx_dev *dev, struct file *file, u64 vq_mask)
 {
+	unsigned int i;
+
 	dev->inline_file = file;
+	for (i = 0; i < dev->nvqs && i < 64; i++)
+		dev->vqs[i]->kick_inline = vq_mask & BIT_ULL(i);
 }
 EXPORT_SYMBOL_GPL(kvmx_dev_allow_kick_inline);
+
+/*
+ * A ring the guest keeps busy is served best by the worker: it polls with
+ * kicks off while the guest adds more, where a vCPU handling its own kicks
+ * finishes each before its guest can add the next, and exits for every
+ * one. Seen busy, the kicker hands the next KVMX_KICKER_DEEP_ROUNDS kicks
+ * to the worker. One kick in KVMX_KICKER_PROBE_EVERY goes to the worker
+ * anyway, a probe: a guest whose every kick is finished in the kicker
+ * never shows how much more it had, as its vCPU is only back once done.
+ */
+#define KVMX_KICKER_DEEP_ROUNDS	64
+#define KVMX_KICKER_PROBE_EVERY	32
+
+/**
+ * kvmx_vq_kicker_saw_deep - the guest keeps this ring busy
+ * @vq: the virtqueue, mutex held
+ *
+ * Devices say what busy is: vhost-blk, a kick with requests in flight or a
+ * round with more than one; vhost-net's TX, more than one packet a round.
+ */
+void kvmx_vq_kicker_saw_deep(struct kvmx_vq *vq)
+{
+	vq->kicker_deep = KVMX_KICKER_DEEP_ROUNDS;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_kicker_saw_deep);
+
+/**
+ * kvmx_vq_kicker_hand_over - in the kicker: leave this kick to the worker?
+ * @vq: the virtqueue, mutex held, kvmx_vq_in_kicker()
+ *
+ * Return: true if the kick was queued for the worker, which the handler
+ * then returns to at once.
+ */
+bool kvmx_vq_kicker_hand_over(struct kvmx_vq *vq)
+{
+	if (vq->kicker_deep)
+		vq->kicker_deep--;
+	else if (++vq->kicker_since_probe >= KVMX_KICKER_PROBE_EVERY)
+		vq->kicker_since_probe = 0;
+	else
+		return false;
+	vq->kicker_handoffs++;
+	kvmx_vq_queue_work(vq);
+	return true;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_kicker_hand_over);
 
 /* ---- kick polling ----------------------------------------------------- */
 

@@ -187,10 +187,14 @@ struct kvmx_vq {
 	struct kvmx_worker __rcu *worker;
 
 	/* Running the handler in the thread that kicked: see kvmx_vq_kick_inline(). */
+	bool kick_inline;		/* the device allows it on this ring */
 	struct callback_head inline_work;
 	unsigned long inline_queued;	/* bit 0: inline_work is on a task */
 	bool in_kicker;			/* the handler runs in the kicker, under mutex */
+	u32 kicker_deep;		/* kicks still to hand over, under mutex */
+	u32 kicker_since_probe;		/* kicks since the last probe, under mutex */
 	u64 inline_runs;		/* handler rounds run in the kicker, under mutex */
+	u64 kicker_handoffs;		/* of those, handed to the worker, under mutex */
 	atomic_long_t inline_busy;	/* kicks left to the worker: ring busy */
 
 	/* Device state; non-NULL means "running". Under mutex. */
@@ -233,7 +237,7 @@ struct kvmx_dev {
 void kvmx_dev_init(struct kvmx_dev *dev, const char *name, struct kvmx_vq **vqs,
 		   unsigned int nvqs, const kvmx_handle_kick_t *handlers,
 		   u64 device_features, unsigned int weight);
-void kvmx_dev_allow_kick_inline(struct kvmx_dev *dev, struct file *file);
+void kvmx_dev_allow_kick_inline(struct kvmx_dev *dev, struct file *file, u64 vq_mask);
 long kvmx_dev_ioctl(struct kvmx_dev *dev, unsigned int ioctl, void __user *argp);
 int kvmx_dev_check_owner(struct kvmx_dev *dev);
 void kvmx_dev_stop(struct kvmx_dev *dev);
@@ -263,6 +267,9 @@ static inline bool kvmx_vq_in_kicker(const struct kvmx_vq *vq)
 {
 	return vq->in_kicker;
 }
+
+void kvmx_vq_kicker_saw_deep(struct kvmx_vq *vq);
+bool kvmx_vq_kicker_hand_over(struct kvmx_vq *vq);
 
 /*
  * May a handler keep spinning towards @deadline (kvmx_vq_poll_deadline())?

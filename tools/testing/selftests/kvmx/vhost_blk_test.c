@@ -2801,7 +2801,7 @@ TEST_F(blk, signal_hold_max_us_0_signals_at_once_and_refuses_garbage)
 
 /*
  * One kick in this many goes to the worker even from the owner's thread, a
- * probe for a guest that would keep a deeper queue (BLK_KICKER_PROBE_EVERY).
+ * probe for a guest that would keep a deeper queue (KVMX_KICKER_PROBE_EVERY).
  */
 #define KICKER_PROBE_EVERY	32
 
