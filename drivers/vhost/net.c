@@ -482,6 +482,13 @@ static void net_handle_tx(struct kvmx_vq *vq)
 
 	if (!sock)
 		return;
+	/*
+	 * In the vCPU that kicked (see kvmx_vq_kick_inline()): a frame or
+	 * two, as a guest that waits for an answer sends, go out before it
+	 * re-enters; a guest that streams is the worker's.
+	 */
+	if (kvmx_vq_in_kicker(vq) && kvmx_vq_kicker_hand_over(vq))
+		return;
 	/* tun's batch path ignores sndbuf accounting: only where it is off. */
 	batch = q->tun && READ_ONCE(sock->sk->sk_sndbuf) == INT_MAX;
 	kvmx_vq_disable_notify(vq);
@@ -503,12 +510,15 @@ static void net_handle_tx(struct kvmx_vq *vq)
 			/* Idle: what is batched goes out before we wait. */
 			net_tx_send_batch(q);
 			net_publish_used(q);
-			if (net_poll(q, net_tx_ready, kvmx_hold_max_ns(&signal_hold_max_us)))
+			/* A vCPU never spins: its guest cannot send more meanwhile. */
+			if (!kvmx_vq_in_kicker(vq) &&
+			    net_poll(q, net_tx_ready, kvmx_hold_max_ns(&signal_hold_max_us)))
 				continue;
 			if (net_rearm_or_go_on(vq, &pkts))
 				continue;
 			/* Till a kick, or our own requeue: either tunes the window. */
-			kvmx_vq_poll_sleep(vq);
+			if (!kvmx_vq_in_kicker(vq))
+				kvmx_vq_poll_sleep(vq);
 			break;
 		}
 
@@ -568,6 +578,9 @@ done:
 	net_tx_flush(q);
 	/* However the round ended, no call stays held past it. */
 	net_call(q);
+	/* More than a frame a round: a guest that streams. */
+	if (pkts > 1)
+		kvmx_vq_kicker_saw_deep(vq);
 }
 
 /* ---- RX ---------------------------------------------------------------- */
@@ -1163,6 +1176,8 @@ static int net_open(struct inode *inode, struct file *file)
 
 	kvmx_dev_init(&n->dev, "kvmx-vhost-net", n->vqs, NET_NVQS, net_handlers,
 		      NET_FEATURES, NET_PKT_WEIGHT);
+	/* RX kicks only say buffers were added: the copying is the worker's. */
+	kvmx_dev_allow_kick_inline(&n->dev, file, BIT_ULL(NET_VQ_TX));
 	file->private_data = n;
 	return 0;
 
@@ -1232,8 +1247,14 @@ static void net_show_fdinfo(struct seq_file *m, struct file *file)
 		seq_printf(m, "%s_dropped:\t%llu\n", names[i], READ_ONCE(q->dropped));
 		seq_printf(m, "%s_errors:\t%llu\n", names[i], READ_ONCE(q->errors));
 		seq_printf(m, "%s_poll_ns:\t%u\n", names[i], READ_ONCE(q->vq.poll_ns));
-		if (i == NET_VQ_TX)
-			seq_printf(m, "%s_hold_ns:\t%u\n", names[i], READ_ONCE(q->hold.hold_ns));
+		if (i != NET_VQ_TX)
+			continue;
+		seq_printf(m, "%s_hold_ns:\t%u\n", names[i], READ_ONCE(q->hold.hold_ns));
+		seq_printf(m, "%s_kicker_runs:\t%llu\n", names[i], READ_ONCE(q->vq.inline_runs));
+		seq_printf(m, "%s_kicker_busy:\t%ld\n", names[i],
+			   atomic_long_read(&q->vq.inline_busy));
+		seq_printf(m, "%s_kicker_handoffs:\t%llu\n", names[i],
+			   READ_ONCE(q->vq.kicker_handoffs));
 	}
 }
 

@@ -87,6 +87,7 @@
 #define TX_WORKER_PARAM	"/sys/module/kvmx_vhost_net/parameters/tx_worker"
 #define POLL_MAX_PARAM	"/sys/module/kvmx_core/parameters/poll_max_us"
 #define HOLD_PARAM	"/sys/module/kvmx_vhost_net/parameters/signal_hold_max_us"
+#define INLINE_PARAM	"/sys/module/kvmx_core/parameters/kick_inline"
 
 /* 1 or 0; -1 if unreadable. */
 static int read_tx_worker_param(void)
@@ -127,6 +128,7 @@ FIXTURE(net) {
 	long saved_poll_max;	/* kvmx_core's poll_max_us, for teardown */
 	bool poll_max_changed;
 	long saved_hold_max;	/* HOLD_PARAM to restore; -1: untouched */
+	char saved_inline[8];	/* INLINE_PARAM to restore; "": untouched */
 };
 
 FIXTURE_VARIANT(net) {
@@ -162,6 +164,7 @@ FIXTURE_SETUP(net)
 	self->pkt = -1;
 	self->nd.dev.fd = -1;
 	self->saved_hold_max = -1;
+	self->saved_inline[0] = '\0';
 	if (access(variant->path, F_OK))
 		SKIP(return, "%s is missing: %s", variant->path, variant->missing);
 	if (access("/dev/net/tun", F_OK))
@@ -193,6 +196,8 @@ FIXTURE_TEARDOWN(net)
 		write_poll_max_param(self->saved_poll_max);
 	if (self->saved_hold_max >= 0)
 		param_write_long(HOLD_PARAM, self->saved_hold_max);
+	if (self->saved_inline[0])
+		param_write(INLINE_PARAM, self->saved_inline);
 	/* The device first: it holds the tap and uses guest memory. */
 	if (self->dev_open)
 		net_dev_close(&self->nd);
@@ -206,6 +211,21 @@ FIXTURE_TEARDOWN(net)
 }
 
 /* ---- helpers ----------------------------------------------------------- */
+
+/*
+ * kvmx_core's kick_inline: whether a TX kick from one of our threads sends
+ * in that thread on its way back from write(), or wakes the worker.
+ */
+static void set_kick_inline(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+			    bool on)
+{
+	if (!self->saved_inline[0]) {
+		ASSERT_TRUE(param_read(INLINE_PARAM, self->saved_inline,
+				       sizeof(self->saved_inline)))
+			TH_LOG("expected %s (kvmx_core.ko of this tree)", INLINE_PARAM);
+	}
+	ASSERT_EQ(0, param_write(INLINE_PARAM, on ? "1" : "0"));
+}
 
 /* Queue one frame on the TX ring and kick. */
 static int tx(struct __test_metadata *_metadata, struct net_dev *nd, const uint8_t *frame,
@@ -1829,6 +1849,8 @@ TEST_F_TIMEOUT(net, adaptive_poll_window_opens_under_traffic_and_closes_when_idl
 	self->saved_poll_max = read_poll_max_param();
 	ASSERT_LE(0, self->saved_poll_max) TH_LOG("cannot read %s", POLL_MAX_PARAM);
 	self->poll_max_changed = true;
+	/* The window is the worker's: our kicks must wake it, not send here. */
+	set_kick_inline(_metadata, self, false);
 	adaptive_poll(_metadata, self);
 }
 
@@ -1847,6 +1869,8 @@ TEST_F_TIMEOUT(net, adaptive_poll_window_opens_under_traffic_and_closes_when_idl
 
 static void set_hold_max(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, long us)
 {
+	/* Holding is the worker's; our kicks would otherwise send in this thread. */
+	set_kick_inline(_metadata, self, false);
 	ASSERT_EQ(0, param_write_long_saved(HOLD_PARAM, us, &self->saved_hold_max))
 		TH_LOG("writing %ld to %s", us, HOLD_PARAM);
 }
@@ -2021,6 +2045,83 @@ TEST_F(net, signal_hold_max_us_0_calls_at_once_and_refuses_garbage)
 	/* The limit itself is taken. */
 	EXPECT_EQ(0, param_write_long(HOLD_PARAM, 1000000));
 	EXPECT_EQ(1000000, param_read_long(HOLD_PARAM));
+}
+
+/* ---- TX in the kicking thread (kvmx only) --------------------------------- */
+
+/*
+ * A TX kick from a thread of the owner sends in that thread before write()
+ * returns: the frame is on the tap, its used entry and call are there. A
+ * kick that brings more than one frame marks a streaming guest, whose next
+ * kicks go to the worker (which polls with kicks off).
+ */
+TEST_F_TIMEOUT(net, tx_kick_from_the_owner_sends_before_it_returns, TEST_TIMEOUT_S)
+{
+	struct vring_drv *vr = &self->nd.vq[NET_VQ_TX];
+	int call = self->nd.dev.vq[NET_VQ_TX].call;
+	uint8_t frames[4][ETH_FRAME_MAX];
+	uint16_t used;
+	unsigned int i;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net always sends on its worker");
+	set_kick_inline(_metadata, self, true);
+	for (i = 0; i < 8; i++) {
+		net_frame(self->frame, ETH_FRAME_MIN + 16 * i, i, &self->rng);
+		used = vring_used_idx(vr);
+		ASSERT_LE(0, tx(_metadata, &self->nd, self->frame, ETH_FRAME_MIN + 16 * i, NULL, 0,
+				false));
+		EXPECT_EQ((uint16_t)(used + 1), vring_used_idx(vr))
+			TH_LOG("frame %u was not sent when its kick returned", i);
+		EXPECT_EQ(1, eventfd_take(call)) TH_LOG("frame %u: no call when its kick returned", i);
+		/* Sent before write() returned: no waiting for it here. */
+		ASSERT_EQ((ssize_t)(ETH_FRAME_MIN + 16 * i),
+			  pkt_recv(self->pkt, self->buf, BUF_SIZE, 0))
+			TH_LOG("frame %u was not on the tap when its kick returned", i);
+		EXPECT_EQ(-1, net_mismatch(self->frame, self->buf, ETH_FRAME_MIN + 16 * i));
+	}
+	expect_tx_done(_metadata, &self->nd, 8);
+	EXPECT_EQ(8, fdinfo_value(self->nd.dev.fd, "tx_kicker_runs"));
+	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "tx_kicker_handoffs"));
+
+	/* A burst in one kick: sent here too, and the guest now streams. */
+	for (i = 0; i < ARRAY_SIZE(frames); i++) {
+		net_frame(frames[i], ETH_FRAME_MAX, 100 + i, &self->rng);
+		ASSERT_LE(0, net_tx_queue(&self->nd, NULL, frames[i], ETH_FRAME_MAX, NULL, 0,
+					  false));
+	}
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_TX));
+	for (i = 0; i < ARRAY_SIZE(frames); i++)
+		expect_on_tap(_metadata, self, self->pkt, frames[i], ETH_FRAME_MAX);
+	expect_tx_done(_metadata, &self->nd, ARRAY_SIZE(frames));
+	eventfd_take(call);
+	/* So the next lone frame goes to the worker, and arrives all the same. */
+	net_frame(self->frame, ETH_FRAME_MIN, 200, &self->rng);
+	ASSERT_LE(0, tx(_metadata, &self->nd, self->frame, ETH_FRAME_MIN, NULL, 0, false));
+	expect_on_tap(_metadata, self, self->pkt, self->frame, ETH_FRAME_MIN);
+	expect_tx_done(_metadata, &self->nd, 1);
+	EXPECT_EQ(1, fdinfo_value(self->nd.dev.fd, "tx_kicker_handoffs") +
+		     fdinfo_value(self->nd.dev.fd, "tx_kicker_busy"));
+	expect_nothing_on_tap(_metadata, self);
+}
+
+/* RX kicks (buffers added) stay the worker's: it does the copying. */
+TEST_F_TIMEOUT(net, rx_kicks_are_never_taken_in_the_kicker, TEST_TIMEOUT_S)
+{
+	unsigned int i;
+
+	if (!variant->kvmx)
+		SKIP(return, "kvmx only");
+	set_kick_inline(_metadata, self, true);
+	ASSERT_EQ(0, net_rx_post(&self->nd, 8, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	for (i = 0; i < 4; i++) {
+		net_frame(self->frame, ETH_FRAME_MIN, i, &self->rng);
+		ASSERT_EQ(0, pkt_send(self->pkt, self->frame, ETH_FRAME_MIN));
+		expect_rx(_metadata, &self->nd, self->frame, ETH_FRAME_MIN, 1);
+	}
+	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "tx_kicker_runs"));
+	EXPECT_EQ(-1, fdinfo_value(self->nd.dev.fd, "rx_kicker_runs"));
 }
 
 TEST_HARNESS_MAIN
