@@ -610,9 +610,6 @@ EXPORT_SYMBOL_GPL(kvmx_dev_allow_kick_inline);
  * anyway, a probe: a guest whose every kick is finished in the kicker
  * never shows how much more it had, as its vCPU is only back once done.
  */
-#define KVMX_KICKER_DEEP_ROUNDS	64
-#define KVMX_KICKER_PROBE_EVERY	32
-
 /**
  * kvmx_vq_kicker_saw_deep - the guest keeps this ring busy
  * @vq: the virtqueue, mutex held

@@ -1593,7 +1593,82 @@ static struct kunit_suite kvmx_hold_suite = {
 	.test_cases = kvmx_hold_cases,
 };
 
-kunit_test_suites(&memtable_suite, &chain_suite, &notify_suite, &poll_suite, &kvmx_hold_suite);
+/* ---- kicks in the kicking thread: when to hand one to the worker -------- */
+
+/*
+ * A ring with no worker attached: kvmx_vq_kicker_hand_over() queues
+ * nothing then, and only its decisions are left to check.
+ */
+static struct kvmx_vq *kicker_vq(struct kunit *test)
+{
+	struct kvmx_vq *vq = kunit_kzalloc(test, sizeof(*vq), GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, vq);
+	return vq;
+}
+
+/* Kicks until the next hand-over, counting it; 0 if none in @limit. */
+static unsigned int kicks_to_hand_over(struct kvmx_vq *vq, unsigned int limit)
+{
+	unsigned int i;
+
+	for (i = 1; i <= limit; i++) {
+		if (kvmx_vq_kicker_hand_over(vq))
+			return i;
+	}
+	return 0;
+}
+
+static void kicker_test_one_probe_in_so_many(struct kunit *test)
+{
+	struct kvmx_vq *vq = kicker_vq(test);
+
+	KUNIT_EXPECT_EQ(test, kicks_to_hand_over(vq, 1000), KVMX_KICKER_PROBE_EVERY);
+	KUNIT_EXPECT_EQ(test, kicks_to_hand_over(vq, 1000), KVMX_KICKER_PROBE_EVERY);
+	KUNIT_EXPECT_EQ(test, vq->kicker_handoffs, 2ULL);
+}
+
+static void kicker_test_a_busy_ring_goes_to_the_worker(struct kunit *test)
+{
+	struct kvmx_vq *vq = kicker_vq(test);
+	unsigned int i;
+
+	kvmx_vq_kicker_saw_deep(vq);
+	for (i = 0; i < KVMX_KICKER_DEEP_ROUNDS; i++)
+		KUNIT_EXPECT_TRUE(test, kvmx_vq_kicker_hand_over(vq));
+	/* Over: the kicker takes kicks again, up to the next probe. */
+	KUNIT_EXPECT_FALSE(test, kvmx_vq_kicker_hand_over(vq));
+	KUNIT_EXPECT_EQ(test, vq->kicker_handoffs, (u64)KVMX_KICKER_DEEP_ROUNDS);
+}
+
+static void kicker_test_busy_again_starts_the_count_again(struct kunit *test)
+{
+	struct kvmx_vq *vq = kicker_vq(test);
+	unsigned int i;
+
+	kvmx_vq_kicker_saw_deep(vq);
+	for (i = 0; i < KVMX_KICKER_DEEP_ROUNDS - 1; i++)
+		KUNIT_EXPECT_TRUE(test, kvmx_vq_kicker_hand_over(vq));
+	kvmx_vq_kicker_saw_deep(vq);
+	for (i = 0; i < KVMX_KICKER_DEEP_ROUNDS; i++)
+		KUNIT_EXPECT_TRUE(test, kvmx_vq_kicker_hand_over(vq));
+	KUNIT_EXPECT_FALSE(test, kvmx_vq_kicker_hand_over(vq));
+}
+
+static struct kunit_case kicker_cases[] = {
+	KUNIT_CASE(kicker_test_one_probe_in_so_many),
+	KUNIT_CASE(kicker_test_a_busy_ring_goes_to_the_worker),
+	KUNIT_CASE(kicker_test_busy_again_starts_the_count_again),
+	{}
+};
+
+static struct kunit_suite kicker_suite = {
+	.name = "kvmx_core_kicker",
+	.test_cases = kicker_cases,
+};
+
+kunit_test_suites(&memtable_suite, &chain_suite, &notify_suite, &poll_suite, &kvmx_hold_suite,
+		  &kicker_suite);
 
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("KUnit tests for the kvmx virtqueue core");

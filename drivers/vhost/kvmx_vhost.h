@@ -268,6 +268,10 @@ static inline bool kvmx_vq_in_kicker(const struct kvmx_vq *vq)
 	return vq->in_kicker;
 }
 
+/* Kicks handed to the worker after a busy ring, and one probe in so many. */
+#define KVMX_KICKER_DEEP_ROUNDS	64
+#define KVMX_KICKER_PROBE_EVERY	32
+
 void kvmx_vq_kicker_saw_deep(struct kvmx_vq *vq);
 bool kvmx_vq_kicker_hand_over(struct kvmx_vq *vq);
 
