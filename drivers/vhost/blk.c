@@ -619,7 +619,7 @@ static unsigned int blk_submit_batch(struct blk_queue *q, unsigned int budget,
 }
 
 static unsigned int signal_hold_max_us = 128;
-module_param_cb(signal_hold_max_us, &kvmx_hold_max_us_ops, &signal_hold_max_us, 0644);
+module_param_cb(signal_hold_max_us, &kvmx_wait_us_ops, &signal_hold_max_us, 0644);
 MODULE_PARM_DESC(signal_hold_max_us,
 		 "Cap on the adaptive hold (us, 0-1000000): how long a queue must stay quiet before the worker signals the completions it held, at most four holds in all (default 128; 0: signal at once)");
 
@@ -686,21 +686,8 @@ static bool blk_busy_poll(struct blk_queue *q)
 	return false;
 }
 
-/* A vCPU asleep in the kernel is a guest that does not run: keep it short. */
-#define BLK_KICKER_WAIT_MAX_US	1000000
-
-static int blk_kicker_wait_set(const char *val, const struct kernel_param *kp)
-{
-	return param_set_uint_minmax(val, kp, 0, BLK_KICKER_WAIT_MAX_US);
-}
-
-static const struct kernel_param_ops blk_kicker_wait_ops = {
-	.set = blk_kicker_wait_set,
-	.get = param_get_uint,
-};
-
 static unsigned int kicker_wait_us = 200;
-module_param_cb(kicker_wait_us, &blk_kicker_wait_ops, &kicker_wait_us, 0644);
+module_param_cb(kicker_wait_us, &kvmx_wait_us_ops, &kicker_wait_us, 0644);
 MODULE_PARM_DESC(kicker_wait_us,
 		 "When kvmx_core's kick_inline runs a queue in the vCPU that kicked it and one request is in flight: how long (us, 0-1000000) the vCPU may sleep for its completion before re-entering the guest (default 200; 0: never wait)");
 
@@ -1059,6 +1046,7 @@ static int blk_release(struct inode *inode, struct file *file)
 static void blk_show_fdinfo(struct seq_file *m, struct file *file)
 {
 	struct blk_dev *b = file->private_data;
+	char prefix[8];
 	unsigned int i;
 
 	for (i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
@@ -1069,11 +1057,10 @@ static void blk_show_fdinfo(struct seq_file *m, struct file *file)
 		seq_printf(m, "q%u_requests:\t%llu\n", i, READ_ONCE(q->requests));
 		seq_printf(m, "q%u_poll_ns:\t%u\n", i, READ_ONCE(q->vq.poll_ns));
 		seq_printf(m, "q%u_hold_ns:\t%u\n", i, READ_ONCE(q->hold.hold_ns));
-		seq_printf(m, "q%u_kicker_runs:\t%llu\n", i, READ_ONCE(q->vq.inline_runs));
-		seq_printf(m, "q%u_kicker_busy:\t%ld\n", i, atomic_long_read(&q->vq.inline_busy));
+		snprintf(prefix, sizeof(prefix), "q%u_", i);
+		kvmx_vq_show_kicker(m, prefix, &q->vq);
 		seq_printf(m, "q%u_kicker_waits:\t%llu\n", i, READ_ONCE(q->kicker_waits));
 		seq_printf(m, "q%u_kicker_timeouts:\t%llu\n", i, READ_ONCE(q->kicker_timeouts));
-		seq_printf(m, "q%u_kicker_handoffs:\t%llu\n", i, READ_ONCE(q->vq.kicker_handoffs));
 	}
 }
 

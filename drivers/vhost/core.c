@@ -18,6 +18,7 @@
 #include <linux/nospec.h>
 #include <linux/sched/clock.h>
 #include <linux/sched/mm.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/task_work.h>
 #include <linux/uaccess.h>
@@ -175,6 +176,18 @@ static struct kvmx_worker *kvmx_vq_worker(struct kvmx_vq *vq)
 				     lockdep_is_held(&vq->mutex));
 }
 
+/*
+ * When work arrived, not when the worker got to run, is what says whether
+ * a longer poll would have caught it: under load (or in an emulator) the
+ * wakeup alone can outlast any window. Work run in the kicker counts too
+ * (see kvmx_vq_kick_inline()).
+ */
+static void kvmx_vq_note_work(struct kvmx_vq *vq)
+{
+	if (READ_ONCE(vq->poll_asleep))
+		WRITE_ONCE(vq->poll_work_at, local_clock());
+}
+
 /**
  * kvmx_vq_queue_work - run @vq's handler on its worker soon
  * @vq: the virtqueue
@@ -187,14 +200,8 @@ void kvmx_vq_queue_work(struct kvmx_vq *vq)
 
 	rcu_read_lock();
 	worker = rcu_dereference(vq->worker);
-	/*
-	 * When work arrived, not when the worker got to run, is what says
-	 * whether a longer poll would have caught it: under load (or in an
-	 * emulator) the wakeup alone can outlast any window.
-	 */
-	if (worker && kvmx_worker_queue(worker, &vq->kick_work) &&
-	    READ_ONCE(vq->poll_asleep))
-		WRITE_ONCE(vq->poll_work_at, local_clock());
+	if (worker && kvmx_worker_queue(worker, &vq->kick_work))
+		kvmx_vq_note_work(vq);
 	rcu_read_unlock();
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_queue_work);
@@ -259,16 +266,16 @@ u32 kvmx_poll_next_ns(u32 window_ns, u64 idle_ns, u32 max_ns)
 }
 EXPORT_SYMBOL_GPL(kvmx_poll_next_ns);
 
-static int kvmx_hold_max_us_set(const char *val, const struct kernel_param *kp)
+static int kvmx_wait_us_set(const char *val, const struct kernel_param *kp)
 {
-	return param_set_uint_minmax(val, kp, 0, KVMX_HOLD_MAX_US_LIMIT);
+	return param_set_uint_minmax(val, kp, 0, KVMX_WAIT_US_LIMIT);
 }
 
-const struct kernel_param_ops kvmx_hold_max_us_ops = {
-	.set = kvmx_hold_max_us_set,
+const struct kernel_param_ops kvmx_wait_us_ops = {
+	.set = kvmx_wait_us_set,
 	.get = param_get_uint,
 };
-EXPORT_SYMBOL_GPL(kvmx_hold_max_us_ops);
+EXPORT_SYMBOL_GPL(kvmx_wait_us_ops);
 
 /**
  * kvmx_hold_start - used entries are ready: how long to hold their signal?
@@ -566,14 +573,11 @@ static bool kvmx_vq_kick_inline(struct kvmx_vq *vq)
 		return false;
 	}
 	/*
-	 * The worker's adaptive window learns from when work came (see
-	 * kvmx_vq_queue_work()), wherever it then runs: kvmx_vq_inline_fn()
-	 * adapts it. A guest whose kicks ran here would otherwise look idle
-	 * to the worker, which would stop polling for the deep queues the
-	 * device hands it.
+	 * kvmx_vq_inline_fn() adapts the worker's window to this: a guest
+	 * whose kicks ran here would otherwise look idle to the worker, which
+	 * would stop polling for the deep queues the device hands it.
 	 */
-	if (READ_ONCE(vq->poll_asleep))
-		WRITE_ONCE(vq->poll_work_at, local_clock());
+	kvmx_vq_note_work(vq);
 	init_task_work(&vq->inline_work, kvmx_vq_inline_fn);
 	if (!task_work_add(current, &vq->inline_work, TWA_RESUME))
 		return true;
@@ -601,21 +605,16 @@ void kvmx_dev_allow_kick_inline(struct kvmx_dev *dev, struct file *file, u64 vq_
 }
 EXPORT_SYMBOL_GPL(kvmx_dev_allow_kick_inline);
 
-/*
- * A ring the guest keeps busy is served best by the worker: it polls with
- * kicks off while the guest adds more, where a vCPU handling its own kicks
- * finishes each before its guest can add the next, and exits for every
- * one. Seen busy, the kicker hands the next KVMX_KICKER_DEEP_ROUNDS kicks
- * to the worker. One kick in KVMX_KICKER_PROBE_EVERY goes to the worker
- * anyway, a probe: a guest whose every kick is finished in the kicker
- * never shows how much more it had, as its vCPU is only back once done.
- */
 /**
  * kvmx_vq_kicker_saw_deep - the guest keeps this ring busy
  * @vq: the virtqueue, mutex held
  *
- * Devices say what busy is: vhost-blk, a kick with requests in flight or a
- * round with more than one; vhost-net's TX, more than one packet a round.
+ * A busy ring is served best by the worker: it polls with kicks off while
+ * the guest adds more, where a vCPU handling its own kicks finishes each
+ * before its guest can add the next, and exits for every one. So the next
+ * KVMX_KICKER_DEEP_ROUNDS kicks go to the worker. Devices say what busy
+ * is: vhost-blk, a kick with requests in flight or a round with more than
+ * one; vhost-net's TX, more than one packet a round.
  */
 void kvmx_vq_kicker_saw_deep(struct kvmx_vq *vq)
 {
@@ -626,6 +625,11 @@ EXPORT_SYMBOL_GPL(kvmx_vq_kicker_saw_deep);
 /**
  * kvmx_vq_kicker_hand_over - in the kicker: leave this kick to the worker?
  * @vq: the virtqueue, mutex held, kvmx_vq_in_kicker()
+ *
+ * After a busy ring, yes (kvmx_vq_kicker_saw_deep()). And one kick in
+ * KVMX_KICKER_PROBE_EVERY, a probe: a guest whose every kick is finished
+ * in the kicker never shows how much more it had, as its vCPU is only
+ * back once done.
  *
  * Return: true if the kick was queued for the worker, which the handler
  * then returns to at once.
@@ -643,6 +647,20 @@ bool kvmx_vq_kicker_hand_over(struct kvmx_vq *vq)
 	return true;
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_kicker_hand_over);
+
+/**
+ * kvmx_vq_show_kicker - the ring's kicker counters, for a device's fdinfo
+ * @m: the fdinfo file
+ * @prefix: what each key starts with ("q0_", "tx_")
+ * @vq: the virtqueue; read without its mutex, a value a round stale is fine
+ */
+void kvmx_vq_show_kicker(struct seq_file *m, const char *prefix, const struct kvmx_vq *vq)
+{
+	seq_printf(m, "%skicker_runs:\t%llu\n", prefix, READ_ONCE(vq->inline_runs));
+	seq_printf(m, "%skicker_busy:\t%ld\n", prefix, atomic_long_read(&vq->inline_busy));
+	seq_printf(m, "%skicker_handoffs:\t%llu\n", prefix, READ_ONCE(vq->kicker_handoffs));
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_show_kicker);
 
 /* ---- kick polling ----------------------------------------------------- */
 

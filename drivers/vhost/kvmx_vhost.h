@@ -274,6 +274,8 @@ static inline bool kvmx_vq_in_kicker(const struct kvmx_vq *vq)
 
 void kvmx_vq_kicker_saw_deep(struct kvmx_vq *vq);
 bool kvmx_vq_kicker_hand_over(struct kvmx_vq *vq);
+struct seq_file;
+void kvmx_vq_show_kicker(struct seq_file *m, const char *prefix, const struct kvmx_vq *vq);
 
 /*
  * May a handler keep spinning towards @deadline (kvmx_vq_poll_deadline())?
@@ -310,15 +312,16 @@ struct kvmx_hold {
 };
 
 /*
- * The cap on a device's holds is its module parameter, in µs, set through
- * kvmx_hold_max_us_ops. Bounded, because a worker spins while it holds a
- * call, and a ring being torn down or reconfigured waits for that: at
- * most four holds.
+ * A module parameter, in µs, bounding how long a thread of the VM waits on
+ * the guest's behalf: a device's cap on its holds (a worker spins while it
+ * holds a call, and a ring being torn down or reconfigured waits for that:
+ * at most four holds), vhost-blk's kicker_wait_us (a vCPU that sleeps for
+ * a completion does not run its guest). Set through kvmx_wait_us_ops.
  */
-#define KVMX_HOLD_MAX_US_LIMIT	USEC_PER_SEC
-extern const struct kernel_param_ops kvmx_hold_max_us_ops;
+#define KVMX_WAIT_US_LIMIT	USEC_PER_SEC
+extern const struct kernel_param_ops kvmx_wait_us_ops;
 
-/* A hold cap parameter (kvmx_hold_max_us_ops) in nanoseconds. */
+/* A hold cap parameter (kvmx_wait_us_ops) in nanoseconds. */
 static inline u32 kvmx_hold_max_ns(const unsigned int *max_us)
 {
 	return min_t(u64, READ_ONCE(*max_us) * NSEC_PER_USEC, U32_MAX);

@@ -351,7 +351,7 @@ static bool net_tx_ready(struct net_queue *q)
 }
 
 static unsigned int signal_hold_max_us = 128;
-module_param_cb(signal_hold_max_us, &kvmx_hold_max_us_ops, &signal_hold_max_us, 0644);
+module_param_cb(signal_hold_max_us, &kvmx_wait_us_ops, &signal_hold_max_us, 0644);
 MODULE_PARM_DESC(signal_hold_max_us,
 		 "Cap on the adaptive TX call hold (us, 0-1000000): how long the TX ring must stay quiet before the worker calls the guest for the frames it sent, at most four holds in all (default 128; 0: call at once)");
 
@@ -1250,11 +1250,7 @@ static void net_show_fdinfo(struct seq_file *m, struct file *file)
 		if (i != NET_VQ_TX)
 			continue;
 		seq_printf(m, "%s_hold_ns:\t%u\n", names[i], READ_ONCE(q->hold.hold_ns));
-		seq_printf(m, "%s_kicker_runs:\t%llu\n", names[i], READ_ONCE(q->vq.inline_runs));
-		seq_printf(m, "%s_kicker_busy:\t%ld\n", names[i],
-			   atomic_long_read(&q->vq.inline_busy));
-		seq_printf(m, "%s_kicker_handoffs:\t%llu\n", names[i],
-			   READ_ONCE(q->vq.kicker_handoffs));
+		kvmx_vq_show_kicker(m, "tx_", &q->vq);
 	}
 }
 
