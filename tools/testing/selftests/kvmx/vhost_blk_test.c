@@ -155,12 +155,9 @@ FIXTURE_TEARDOWN(blk)
 static void set_kick_inline(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,
 			    bool on)
 {
-	if (!self->saved_inline[0]) {
-		ASSERT_TRUE(param_read(INLINE_PARAM, self->saved_inline,
+	ASSERT_EQ(0, param_write_saved(INLINE_PARAM, on ? "1" : "0", self->saved_inline,
 				       sizeof(self->saved_inline)))
-			TH_LOG("expected %s (kvmx_core.ko of this tree)", INLINE_PARAM);
-	}
-	ASSERT_EQ(0, param_write(INLINE_PARAM, on ? "1" : "0"));
+		TH_LOG("expected %s (kvmx_core.ko of this tree)", INLINE_PARAM);
 }
 
 static void attach(struct __test_metadata *_metadata, FIXTURE_DATA(blk) *self,

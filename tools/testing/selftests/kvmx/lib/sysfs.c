@@ -64,6 +64,13 @@ int param_write_long_saved(const char *path, long val, long *saved)
 	return param_write_long(path, val);
 }
 
+int param_write_saved(const char *path, const char *text, char *saved, size_t cap)
+{
+	if (!saved[0] && !param_read(path, saved, cap))
+		return -ENOENT;
+	return param_write(path, text);
+}
+
 void fdinfo_text(int fd, const char *key, char *out, size_t cap)
 {
 	char path[64], line[256];

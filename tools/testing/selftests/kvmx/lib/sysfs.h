@@ -24,6 +24,8 @@ int param_write_long(const char *path, long val);
  * param_write()'s error.
  */
 int param_write_long_saved(const char *path, long val, long *saved);
+/* The same for any parameter as text, kept in @saved (@cap bytes) if "". */
+int param_write_saved(const char *path, const char *text, char *saved, size_t cap);
 
 /* @key's value in /proc/self/fdinfo/@fd into @out; "" when absent. */
 void fdinfo_text(int fd, const char *key, char *out, size_t cap);
