@@ -1074,6 +1074,66 @@ void kvmx_vq_signal(struct kvmx_vq *vq)
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_signal);
 
+/*
+ * The paced call's time came. call_ctx is stable here: whoever changes or
+ * drops it cancels this timer first (kvmx_vq_call_flush()).
+ */
+static enum hrtimer_restart kvmx_vq_call_timer_fn(struct hrtimer *timer)
+{
+	struct kvmx_vq *vq = container_of(timer, struct kvmx_vq, call_timer);
+
+	WRITE_ONCE(vq->last_call, ktime_get());
+	kvmx_eventfd_signal(vq->call_ctx);
+	return HRTIMER_NORESTART;
+}
+
+/**
+ * kvmx_vq_signal_paced - kvmx_vq_signal(), at most one call per @gap_ns
+ * @vq: the virtqueue, mutex held
+ * @gap_ns: the shortest time between two calls (0: call at once)
+ *
+ * A guest that takes a stream of small packets spends itself on the
+ * interrupt of each short batch and has nothing left for the reader of
+ * what it received. A call due less than @gap_ns after the last one waits
+ * on a timer for the rest of that gap, and entries published meanwhile
+ * ride along with it. A call after a quieter spell goes out at once, and
+ * so does a waiting one when @gap_ns is 0.
+ */
+void kvmx_vq_signal_paced(struct kvmx_vq *vq, u64 gap_ns)
+{
+	ktime_t due;
+
+	if (!vq->call_ctx)
+		return;
+	/* Whatever is waiting goes now; it covers these entries as well. */
+	if (!gap_ns && hrtimer_try_to_cancel(&vq->call_timer) == 1) {
+		kvmx_vq_should_signal(vq);
+		goto call;
+	}
+	if (!kvmx_vq_should_signal(vq))
+		return;
+	/* A call already waiting goes out after these entries: it covers them. */
+	if (hrtimer_is_queued(&vq->call_timer))
+		return;
+	due = ktime_add_ns(READ_ONCE(vq->last_call), gap_ns);
+	if (gap_ns && ktime_after(due, ktime_get())) {
+		vq->calls_paced++;
+		hrtimer_start(&vq->call_timer, due, HRTIMER_MODE_ABS_SOFT);
+		return;
+	}
+call:
+	WRITE_ONCE(vq->last_call, ktime_get());
+	kvmx_eventfd_signal(vq->call_ctx);
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_signal_paced);
+
+/* Before call_ctx changes or goes: a paced call still waiting goes out now. */
+static void kvmx_vq_call_flush(struct kvmx_vq *vq)
+{
+	if (hrtimer_cancel(&vq->call_timer) && vq->call_ctx)
+		kvmx_eventfd_signal(vq->call_ctx);
+}
+
 static int kvmx_vq_write_used_u16(struct kvmx_vq *vq, size_t off, u16 val)
 {
 	if (put_user(cpu_to_le16(val), (__le16 __user *)used_ptr(vq, off)))
@@ -1210,6 +1270,8 @@ void kvmx_dev_init(struct kvmx_dev *dev, const char *name, struct kvmx_vq **vqs,
 		vq->handle_kick = handlers[i];
 		vq->kick_work.fn = kvmx_vq_kick_work;
 		vq->poll.vq = vq;
+		hrtimer_init(&vq->call_timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_SOFT);
+		vq->call_timer.function = kvmx_vq_call_timer_fn;
 	}
 }
 EXPORT_SYMBOL_GPL(kvmx_dev_init);
@@ -1312,6 +1374,7 @@ static void kvmx_dev_reset(struct kvmx_dev *dev)
 		WARN_ON_ONCE(vq->private_data);
 		if (vq->kick)
 			fput(vq->kick);
+		kvmx_vq_call_flush(vq);
 		if (vq->call_ctx)
 			eventfd_ctx_put(vq->call_ctx);
 		if (vq->error_ctx)
@@ -1716,10 +1779,12 @@ static long kvmx_vring_ioctl(struct kvmx_dev *dev, unsigned int ioctl, void __us
 		r = kvmx_get_eventfd(file.fd, &ctx);
 		if (r)
 			break;
-		if (ioctl == VHOST_SET_VRING_CALL)
+		if (ioctl == VHOST_SET_VRING_CALL) {
+			kvmx_vq_call_flush(vq);
 			swap(ctx, vq->call_ctx);
-		else
+		} else {
 			swap(ctx, vq->error_ctx);
+		}
 		if (ctx)
 			eventfd_ctx_put(ctx);
 		break;

@@ -24,6 +24,7 @@
 #define _KVMX_VHOST_H
 
 #include <linux/eventfd.h>
+#include <linux/hrtimer.h>
 #include <linux/llist.h>
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
@@ -197,6 +198,11 @@ struct kvmx_vq {
 	u64 kicker_handoffs;		/* of those, handed to the worker, under mutex */
 	atomic_long_t inline_busy;	/* kicks left to the worker: ring busy */
 
+	/* Paced calls: see kvmx_vq_signal_paced(). */
+	struct hrtimer call_timer;	/* a call waiting for its turn */
+	ktime_t last_call;		/* when the guest was last called */
+	u64 calls_paced;		/* calls that waited for their turn, under mutex */
+
 	/* Device state; non-NULL means "running". Under mutex. */
 	void *private_data;
 	u64 acked_features;		/* copy of the device's, under mutex */
@@ -346,6 +352,7 @@ static inline void kvmx_hold_drop(struct kvmx_hold *hold)
 }
 
 void kvmx_vq_signal(struct kvmx_vq *vq);
+void kvmx_vq_signal_paced(struct kvmx_vq *vq, u64 gap_ns);
 bool kvmx_vq_enable_notify(struct kvmx_vq *vq);
 void kvmx_vq_disable_notify(struct kvmx_vq *vq);
 void kvmx_vq_queue_work(struct kvmx_vq *vq);
