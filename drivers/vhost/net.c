@@ -103,6 +103,7 @@ struct net_queue {
 	unsigned int nheads;
 	bool call_owed;			/* published, the guest not yet called */
 	struct kvmx_hold hold;		/* TX: the call held while we poll */
+	u64 tx_packets_at_call;		/* RX: TX's packets at our last call */
 	/*
 	 * A backend swap, reset or close waits for vq.mutex, which a polling
 	 * handler keeps: this ends its poll and any hold at once.
@@ -210,14 +211,38 @@ static void net_add_head(struct net_queue *q, u16 head, u32 len)
 	kvmx_used_elem(&q->heads[q->nheads++], head, len);
 }
 
+static unsigned int rx_call_gap_us = 200;
+module_param_cb(rx_call_gap_us, &kvmx_wait_us_ops, &rx_call_gap_us, 0644);
+MODULE_PARM_DESC(rx_call_gap_us,
+		 "Shortest time between two RX calls while the guest sends nothing (us, 0-1000000): a call due sooner waits for the rest of it on a timer, and packets received meanwhile share it (default 200; 0: call at once)");
+
+/*
+ * How long this RX call may wait (see kvmx_vq_signal_paced()). A guest
+ * that sent something since its last RX call answers what it receives
+ * (a request, a ping, TCP's ACKs): it is called at once, whatever the
+ * gap, so pacing never stretches a round trip.
+ */
+static u64 net_rx_call_gap_ns(struct net_queue *rx)
+{
+	struct net_dev *n = container_of(rx->vq.dev, struct net_dev, dev);
+	u64 tx_packets = READ_ONCE(n->queues[NET_VQ_TX].packets);
+	bool answered = tx_packets != rx->tx_packets_at_call;
+
+	rx->tx_packets_at_call = tx_packets;
+	return answered ? 0 : (u64)READ_ONCE(rx_call_gap_us) * NSEC_PER_USEC;
+}
+
 /* Call the guest for what was published, held or not. */
 static void net_call(struct net_queue *q)
 {
 	kvmx_hold_drop(&q->hold);
-	if (q->call_owed) {
-		q->call_owed = false;
+	if (!q->call_owed)
+		return;
+	q->call_owed = false;
+	if (q->vq.index == NET_VQ_RX)
+		kvmx_vq_signal_paced(&q->vq, net_rx_call_gap_ns(q));
+	else
 		kvmx_vq_signal(&q->vq);
-	}
 }
 
 /*
@@ -1247,6 +1272,8 @@ static void net_show_fdinfo(struct seq_file *m, struct file *file)
 		seq_printf(m, "%s_dropped:\t%llu\n", names[i], READ_ONCE(q->dropped));
 		seq_printf(m, "%s_errors:\t%llu\n", names[i], READ_ONCE(q->errors));
 		seq_printf(m, "%s_poll_ns:\t%u\n", names[i], READ_ONCE(q->vq.poll_ns));
+		if (i == NET_VQ_RX)
+			seq_printf(m, "rx_calls_paced:\t%llu\n", READ_ONCE(q->vq.calls_paced));
 		if (i != NET_VQ_TX)
 			continue;
 		seq_printf(m, "%s_hold_ns:\t%u\n", names[i], READ_ONCE(q->hold.hold_ns));

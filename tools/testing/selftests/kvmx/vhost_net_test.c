@@ -88,6 +88,7 @@
 #define POLL_MAX_PARAM	"/sys/module/kvmx_core/parameters/poll_max_us"
 #define HOLD_PARAM	"/sys/module/kvmx_vhost_net/parameters/signal_hold_max_us"
 #define INLINE_PARAM	"/sys/module/kvmx_core/parameters/kick_inline"
+#define RX_GAP_PARAM	"/sys/module/kvmx_vhost_net/parameters/rx_call_gap_us"
 
 /* 1 or 0; -1 if unreadable. */
 static int read_tx_worker_param(void)
@@ -129,6 +130,7 @@ FIXTURE(net) {
 	bool poll_max_changed;
 	long saved_hold_max;	/* HOLD_PARAM to restore; -1: untouched */
 	char saved_inline[8];	/* INLINE_PARAM to restore; "": untouched */
+	long saved_rx_gap;	/* RX_GAP_PARAM to restore; -1: untouched */
 };
 
 FIXTURE_VARIANT(net) {
@@ -164,6 +166,7 @@ FIXTURE_SETUP(net)
 	self->pkt = -1;
 	self->nd.dev.fd = -1;
 	self->saved_hold_max = -1;
+	self->saved_rx_gap = -1;
 	self->saved_inline[0] = '\0';
 	if (access(variant->path, F_OK))
 		SKIP(return, "%s is missing: %s", variant->path, variant->missing);
@@ -198,6 +201,8 @@ FIXTURE_TEARDOWN(net)
 		param_write_long(HOLD_PARAM, self->saved_hold_max);
 	if (self->saved_inline[0])
 		param_write(INLINE_PARAM, self->saved_inline);
+	if (self->saved_rx_gap >= 0)
+		param_write_long(RX_GAP_PARAM, self->saved_rx_gap);
 	/* The device first: it holds the tap and uses guest memory. */
 	if (self->dev_open)
 		net_dev_close(&self->nd);
@@ -2119,6 +2124,174 @@ TEST_F_TIMEOUT(net, rx_kicks_are_never_taken_in_the_kicker, TEST_TIMEOUT_S)
 	}
 	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "tx_kicker_runs"));
 	EXPECT_EQ(-1, fdinfo_value(self->nd.dev.fd, "rx_kicker_runs"));
+}
+
+/* ---- RX call pacing (kvmx only) ------------------------------------------ */
+
+/*
+ * kvmx calls a guest that only receives at most once per rx_call_gap_us.
+ * These tests stretch the gap to hundreds of milliseconds so that a call
+ * that waited can be told apart from scheduling noise.
+ */
+#define RX_GAP_TEST_US	300000
+#define RX_GAP_TEST_MS	(RX_GAP_TEST_US / 1000)
+
+static void set_rx_gap(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, long us)
+{
+	ASSERT_EQ(0, param_write_long_saved(RX_GAP_PARAM, us, &self->saved_rx_gap))
+		TH_LOG("writing %ld to %s (kvmx_vhost_net.ko of this tree)", us, RX_GAP_PARAM);
+}
+
+/* RX calls since the last look, 0 if none. */
+static uint64_t rx_calls_taken(FIXTURE_DATA(net) *self)
+{
+	return eventfd_count(self->nd.dev.vq[NET_VQ_RX].call);
+}
+
+static uint64_t rx_calls_wait(FIXTURE_DATA(net) *self, int timeout_ms)
+{
+	int64_t n = eventfd_wait_count(self->nd.dev.vq[NET_VQ_RX].call, timeout_ms);
+
+	return n > 0 ? n : 0;
+}
+
+/* Frame @seq from the tap into the RX ring, byte-exact. */
+static void rx_one(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, uint32_t seq)
+{
+	net_frame(self->frame, ETH_FRAME_MIN, seq, &self->rng);
+	ASSERT_EQ(0, pkt_send(self->pkt, self->frame, ETH_FRAME_MIN));
+	expect_rx(_metadata, &self->nd, self->frame, ETH_FRAME_MIN, 1);
+}
+
+/*
+ * The first frame after a quiet spell is called at once; frames right
+ * behind it share one call, which waits for the rest of the gap. None is
+ * lost, nor is the call.
+ */
+TEST_F_TIMEOUT(net, rx_calls_are_paced_while_the_guest_only_receives, 60)
+{
+	int64_t first_call;
+	uint64_t n;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net calls at once");
+	set_rx_gap(_metadata, self, RX_GAP_TEST_US);
+	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	rx_one(_metadata, self, 0);
+	ASSERT_EQ(1ULL, rx_calls_wait(self, WAIT_MS)) TH_LOG("the first frame's call waited");
+	first_call = now_ms();
+	rx_one(_metadata, self, 1);
+	rx_one(_metadata, self, 2);
+	EXPECT_EQ(0ULL, rx_calls_taken(self))
+		TH_LOG("frames right behind a call were called at once, not paced");
+	n = rx_calls_wait(self, RX_GAP_TEST_MS + WAIT_MS);
+	EXPECT_EQ(1ULL, n) TH_LOG("expected one call for frames 1 and 2");
+	EXPECT_LE(first_call + RX_GAP_TEST_MS * 2 / 3, now_ms())
+		TH_LOG("the paced call came before the gap was over");
+	EXPECT_EQ(1, fdinfo_value(self->nd.dev.fd, "rx_calls_paced"));
+	/* After a quiet gap, at once again. */
+	usleep(RX_GAP_TEST_US);
+	rx_one(_metadata, self, 3);
+	EXPECT_EQ(1ULL, rx_calls_wait(self, RX_GAP_TEST_MS / 3))
+		TH_LOG("a frame after a quiet spell waited for its call");
+}
+
+/*
+ * A guest that sent something since its last RX call is answering (a
+ * request and its reply, TCP's ACKs): its next RX call comes at once, so
+ * that pacing never stretches a round trip.
+ */
+TEST_F_TIMEOUT(net, rx_call_is_at_once_for_a_guest_that_answers, 60)
+{
+	unsigned int i;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net calls at once");
+	set_rx_gap(_metadata, self, RX_GAP_TEST_US);
+	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	for (i = 0; i < 4; i++) {
+		rx_one(_metadata, self, i);
+		EXPECT_EQ(1ULL, rx_calls_wait(self, RX_GAP_TEST_MS / 3))
+			TH_LOG("round trip %u: the RX call waited", i);
+		/* The answer. */
+		net_frame(self->frame, 200, 100 + i, &self->rng);
+		ASSERT_LE(0, tx(_metadata, &self->nd, self->frame, 200, NULL, 0, false));
+		expect_on_tap(_metadata, self, self->pkt, self->frame, 200);
+		expect_tx_done(_metadata, &self->nd, 1);
+	}
+	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "rx_calls_paced"));
+}
+
+/*
+ * A paced call still waiting goes out at once to the old eventfd when the
+ * VMM sets another, and to the current one when the device closes; the
+ * timer then never fires on a freed ring (KASAN on the debug kernel).
+ */
+TEST_F_TIMEOUT(net, rx_paced_call_goes_out_when_the_call_fd_changes_or_the_device_closes, 60)
+{
+	struct vhost_vring_file f = { .index = NET_VQ_RX };
+	int old_call = self->nd.dev.vq[NET_VQ_RX].call, new_call;
+	int64_t t0;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net calls at once");
+	/* The longest gap there is: a call that waits it out takes 1 s. */
+	set_rx_gap(_metadata, self, 1000000);
+	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	rx_one(_metadata, self, 0);
+	ASSERT_EQ(1ULL, rx_calls_wait(self, WAIT_MS));
+	rx_one(_metadata, self, 1);
+	ASSERT_EQ(0ULL, rx_calls_taken(self)) TH_LOG("expected frame 1's call to be paced");
+
+	new_call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ASSERT_LE(0, new_call);
+	f.fd = new_call;
+	t0 = now_ms();
+	ASSERT_EQ(0, vhost_ioctl(&self->nd.dev, VHOST_SET_VRING_CALL, &f));
+	EXPECT_EQ(1, eventfd_wait(old_call, 500)) TH_LOG("the paced call was lost in the swap");
+	EXPECT_GT(500, now_ms() - t0);
+	/* The ring's helpers use the new eventfd from here; ours to close. */
+	self->nd.dev.vq[NET_VQ_RX].call = new_call;
+	close(old_call);
+
+	rx_one(_metadata, self, 2);
+	ASSERT_EQ(0ULL, rx_calls_taken(self)) TH_LOG("expected frame 2's call to be paced");
+	new_call = dup(new_call);
+	ASSERT_LE(0, new_call);
+	t0 = now_ms();
+	net_dev_close(&self->nd);
+	self->dev_open = false;
+	EXPECT_EQ(1, eventfd_wait(new_call, 500)) TH_LOG("the paced call was lost in the close");
+	EXPECT_GT(500, now_ms() - t0);
+	/* Past the gap: a timer left armed would fire now, on freed memory. */
+	usleep(1100 * 1000);
+	EXPECT_EQ(0ULL, eventfd_count(new_call));
+	close(new_call);
+}
+
+TEST_F(net, rx_call_gap_us_0_calls_at_once_and_refuses_garbage)
+{
+	static const char * const bad[] = { "lots", "-1", "1000001" };
+	unsigned int i;
+
+	if (!variant->kvmx)
+		SKIP(return, "rx_call_gap_us is a parameter of kvmx_vhost_net only");
+	set_rx_gap(_metadata, self, 0);
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		EXPECT_EQ(-EINVAL, param_write(RX_GAP_PARAM, bad[i]))
+			TH_LOG("rx_call_gap_us given '%s'", bad[i]);
+	}
+	EXPECT_EQ(0, param_read_long(RX_GAP_PARAM));
+	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	for (i = 0; i < 8; i++) {
+		rx_one(_metadata, self, i);
+		EXPECT_EQ(1ULL, rx_calls_wait(self, WAIT_MS)) TH_LOG("frame %u got no call", i);
+	}
+	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "rx_calls_paced"));
 }
 
 TEST_HARNESS_MAIN
