@@ -211,10 +211,10 @@ static void net_add_head(struct net_queue *q, u16 head, u32 len)
 	kvmx_used_elem(&q->heads[q->nheads++], head, len);
 }
 
-static unsigned int rx_call_gap_us = 200;
+static unsigned int rx_call_gap_us = 100;
 module_param_cb(rx_call_gap_us, &kvmx_wait_us_ops, &rx_call_gap_us, 0644);
 MODULE_PARM_DESC(rx_call_gap_us,
-		 "Shortest time between two RX calls while the guest sends nothing (us, 0-1000000): a call due sooner waits for the rest of it on a timer, and packets received meanwhile share it (default 200; 0: call at once)");
+		 "Shortest time between two RX calls while the guest sends nothing (us, 0-1000000): a call due sooner waits for the rest of it on a timer, and packets received meanwhile share it (default 100; 0: call at once)");
 
 /*
  * How long this RX call may wait (see kvmx_vq_signal_paced()). A guest
