@@ -1074,16 +1074,20 @@ void kvmx_vq_signal(struct kvmx_vq *vq)
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_signal);
 
+/* A call goes out now; the next one is paced from here. */
+static void kvmx_vq_call_now(struct kvmx_vq *vq)
+{
+	WRITE_ONCE(vq->last_call, ktime_get());
+	kvmx_eventfd_signal(vq->call_ctx);
+}
+
 /*
  * The paced call's time came. call_ctx is stable here: whoever changes or
  * drops it cancels this timer first (kvmx_vq_call_flush()).
  */
 static enum hrtimer_restart kvmx_vq_call_timer_fn(struct hrtimer *timer)
 {
-	struct kvmx_vq *vq = container_of(timer, struct kvmx_vq, call_timer);
-
-	WRITE_ONCE(vq->last_call, ktime_get());
-	kvmx_eventfd_signal(vq->call_ctx);
+	kvmx_vq_call_now(container_of(timer, struct kvmx_vq, call_timer));
 	return HRTIMER_NORESTART;
 }
 
@@ -1101,29 +1105,22 @@ static enum hrtimer_restart kvmx_vq_call_timer_fn(struct hrtimer *timer)
  */
 void kvmx_vq_signal_paced(struct kvmx_vq *vq, u64 gap_ns)
 {
+	/* A waiting call that is cancelled here is owed, whatever the guest asks. */
+	bool owed = !gap_ns && hrtimer_try_to_cancel(&vq->call_timer) == 1;
 	ktime_t due;
 
-	if (!vq->call_ctx)
-		return;
-	/* Whatever is waiting goes now; it covers these entries as well. */
-	if (!gap_ns && hrtimer_try_to_cancel(&vq->call_timer) == 1) {
-		kvmx_vq_should_signal(vq);
-		goto call;
-	}
-	if (!kvmx_vq_should_signal(vq))
+	if (!vq->call_ctx || (!kvmx_vq_should_signal(vq) && !owed))
 		return;
 	/* A call already waiting goes out after these entries: it covers them. */
 	if (hrtimer_is_queued(&vq->call_timer))
 		return;
 	due = ktime_add_ns(READ_ONCE(vq->last_call), gap_ns);
-	if (gap_ns && ktime_after(due, ktime_get())) {
+	if (ktime_after(due, ktime_get())) {
 		vq->calls_paced++;
 		hrtimer_start(&vq->call_timer, due, HRTIMER_MODE_ABS_SOFT);
 		return;
 	}
-call:
-	WRITE_ONCE(vq->last_call, ktime_get());
-	kvmx_eventfd_signal(vq->call_ctx);
+	kvmx_vq_call_now(vq);
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_signal_paced);
 
@@ -1131,7 +1128,7 @@ EXPORT_SYMBOL_GPL(kvmx_vq_signal_paced);
 static void kvmx_vq_call_flush(struct kvmx_vq *vq)
 {
 	if (hrtimer_cancel(&vq->call_timer) && vq->call_ctx)
-		kvmx_eventfd_signal(vq->call_ctx);
+		kvmx_vq_call_now(vq);
 }
 
 static int kvmx_vq_write_used_u16(struct kvmx_vq *vq, size_t off, u16 val)
