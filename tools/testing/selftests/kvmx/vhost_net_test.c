@@ -311,6 +311,14 @@ static void expect_rx(struct __test_metadata *_metadata, struct net_dev *nd,
 	free(f.data);
 }
 
+/* Frame @seq from the tap into the RX ring, byte-exact. */
+static void rx_one(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, uint32_t seq)
+{
+	net_frame(self->frame, ETH_FRAME_MIN, seq, &self->rng);
+	ASSERT_EQ(0, pkt_send(self->pkt, self->frame, ETH_FRAME_MIN));
+	expect_rx(_metadata, &self->nd, self->frame, ETH_FRAME_MIN, 1);
+}
+
 static void expect_no_used(struct __test_metadata *_metadata, struct net_dev *nd,
 			   unsigned int idx, uint16_t used)
 {
@@ -1877,16 +1885,16 @@ static void set_hold_max(struct __test_metadata *_metadata, FIXTURE_DATA(net) *s
 		TH_LOG("writing %ld to %s", us, HOLD_PARAM);
 }
 
-/* TX calls since the last look, 0 if none. */
-static uint64_t tx_calls_taken(FIXTURE_DATA(net) *self)
+/* Calls on ring @idx since the last look, 0 if none. */
+static uint64_t calls_taken(FIXTURE_DATA(net) *self, unsigned int idx)
 {
-	return eventfd_count(self->nd.dev.vq[NET_VQ_TX].call);
+	return eventfd_count(self->nd.dev.vq[idx].call);
 }
 
-/* Wait up to @timeout_ms for TX calls; their count, 0 if none came. */
-static uint64_t tx_calls_wait(FIXTURE_DATA(net) *self, int timeout_ms)
+/* Wait up to @timeout_ms for calls on ring @idx; their count, 0 if none came. */
+static uint64_t calls_wait(FIXTURE_DATA(net) *self, unsigned int idx, int timeout_ms)
 {
-	int64_t n = eventfd_wait_count(self->nd.dev.vq[NET_VQ_TX].call, timeout_ms);
+	int64_t n = eventfd_wait_count(self->nd.dev.vq[idx].call, timeout_ms);
 
 	return n > 0 ? n : 0;
 }
@@ -1924,16 +1932,16 @@ static void tx_burst_shares_one_call(struct __test_metadata *_metadata, FIXTURE_
 	int64_t last_sent = 0;
 	unsigned int i;
 
-	tx_calls_taken(self);
+	calls_taken(self, NET_VQ_TX);
 	for (i = 0; i < 3; i++) {
 		if (i)
 			usleep(30 * 1000);
 		tx_as_driver(_metadata, self, (*seq)++);
 		last_sent = now_ms();
-		EXPECT_EQ(0ULL, tx_calls_taken(self))
+		EXPECT_EQ(0ULL, calls_taken(self, NET_VQ_TX))
 			TH_LOG("frame %u of the burst was called at once, not held", i);
 	}
-	EXPECT_EQ(1ULL, tx_calls_wait(self, 4 * HOLD_TEST_MS + WAIT_MS))
+	EXPECT_EQ(1ULL, calls_wait(self, NET_VQ_TX, 4 * HOLD_TEST_MS + WAIT_MS))
 		TH_LOG("expected one call for the three frames");
 	EXPECT_LE(last_sent + HOLD_TEST_MS * 2 / 3, now_ms())
 		TH_LOG("the call came before the ring was quiet for the hold");
@@ -1957,8 +1965,8 @@ TEST_F_TIMEOUT(net, tx_burst_shares_one_held_call_and_none_is_lost, 60)
 	EXPECT_GE((long long)HOLD_TEST_US * 1000, hold);
 	/* Open, the next call is held too, and still comes. */
 	tx_as_driver(_metadata, self, seq++);
-	EXPECT_EQ(0ULL, tx_calls_taken(self)) TH_LOG("the open hold called at once");
-	EXPECT_EQ(1ULL, tx_calls_wait(self, 4 * HOLD_TEST_MS + WAIT_MS));
+	EXPECT_EQ(0ULL, calls_taken(self, NET_VQ_TX)) TH_LOG("the open hold called at once");
+	EXPECT_EQ(1ULL, calls_wait(self, NET_VQ_TX, 4 * HOLD_TEST_MS + WAIT_MS));
 	expect_tx_done(_metadata, &self->nd, 1);
 }
 
@@ -1976,7 +1984,7 @@ TEST_F_TIMEOUT(net, tx_guest_that_waits_for_each_call_closes_the_hold, 120)
 	/* One frame at a time: no hold catches anything. */
 	for (i = 1; i <= 2 * HOLD_MISSES && !closed_after; i++) {
 		tx_as_driver(_metadata, self, seq++);
-		ASSERT_EQ(1ULL, tx_calls_wait(self, 4 * HOLD_TEST_MS + WAIT_MS))
+		ASSERT_EQ(1ULL, calls_wait(self, NET_VQ_TX, 4 * HOLD_TEST_MS + WAIT_MS))
 			TH_LOG("frame %u of a waiting guest never got its call", i);
 		expect_tx_done(_metadata, &self->nd, 1);
 		if (!fdinfo_value(fd, "tx_hold_ns"))
@@ -1986,7 +1994,7 @@ TEST_F_TIMEOUT(net, tx_guest_that_waits_for_each_call_closes_the_hold, 120)
 						    closed_after);
 	/* Closed: the next call comes at once, not held. */
 	tx_as_driver(_metadata, self, seq++);
-	EXPECT_EQ(1ULL, tx_calls_wait(self, HOLD_TEST_MS / 2)) TH_LOG("a closed hold still held");
+	EXPECT_EQ(1ULL, calls_wait(self, NET_VQ_TX, HOLD_TEST_MS / 2)) TH_LOG("a closed hold still held");
 	expect_tx_done(_metadata, &self->nd, 1);
 }
 
@@ -2003,15 +2011,15 @@ TEST_F_TIMEOUT(net, tx_detach_during_a_hold_ends_it_at_once_and_delivers_the_cal
 		SKIP(return, "vhost_net calls at once");
 	/* The longest cap there is: a hold that is waited out takes 1 s. */
 	set_hold_max(_metadata, self, 1000000);
-	tx_calls_taken(self);
+	calls_taken(self, NET_VQ_TX);
 	tx_as_driver(_metadata, self, 0);
-	ASSERT_EQ(0ULL, tx_calls_taken(self)) TH_LOG("expected the first call to be held");
+	ASSERT_EQ(0ULL, calls_taken(self, NET_VQ_TX)) TH_LOG("expected the first call to be held");
 	t0 = now_ms();
 	ASSERT_EQ(0, net_set_backend(&self->nd, NET_VQ_TX, -1));
 	took = now_ms() - t0;
 	EXPECT_GT(500, took) TH_LOG("the detach took %lld ms: it waited out the hold",
 				    (long long)took);
-	EXPECT_EQ(1ULL, tx_calls_taken(self)) TH_LOG("the held call was lost in the detach");
+	EXPECT_EQ(1ULL, calls_taken(self, NET_VQ_TX)) TH_LOG("the held call was lost in the detach");
 	expect_tx_done(_metadata, &self->nd, 1);
 }
 
@@ -2035,11 +2043,11 @@ TEST_F(net, signal_hold_max_us_0_calls_at_once_and_refuses_garbage)
 			TH_LOG("signal_hold_max_us given '%s'", bad[i].text);
 	}
 	EXPECT_EQ(0, param_read_long(HOLD_PARAM));
-	tx_calls_taken(self);
+	calls_taken(self, NET_VQ_TX);
 	/* With a hold, the very first call would be held for the cap. */
 	for (i = 0; i < 4; i++) {
 		tx_as_driver(_metadata, self, i);
-		EXPECT_EQ(1ULL, tx_calls_wait(self, HOLD_TEST_MS / 2))
+		EXPECT_EQ(1ULL, calls_wait(self, NET_VQ_TX, HOLD_TEST_MS / 2))
 			TH_LOG("frame %u's call was held with signal_hold_max_us=0", i);
 		expect_tx_done(_metadata, &self->nd, 1);
 	}
@@ -2117,11 +2125,8 @@ TEST_F_TIMEOUT(net, rx_kicks_are_never_taken_in_the_kicker, TEST_TIMEOUT_S)
 	set_kick_inline(_metadata, self, true);
 	ASSERT_EQ(0, net_rx_post(&self->nd, 8, 2048));
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
-	for (i = 0; i < 4; i++) {
-		net_frame(self->frame, ETH_FRAME_MIN, i, &self->rng);
-		ASSERT_EQ(0, pkt_send(self->pkt, self->frame, ETH_FRAME_MIN));
-		expect_rx(_metadata, &self->nd, self->frame, ETH_FRAME_MIN, 1);
-	}
+	for (i = 0; i < 4; i++)
+		rx_one(_metadata, self, i);
 	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "tx_kicker_runs"));
 	EXPECT_EQ(-1, fdinfo_value(self->nd.dev.fd, "rx_kicker_runs"));
 }
@@ -2142,27 +2147,6 @@ static void set_rx_gap(struct __test_metadata *_metadata, FIXTURE_DATA(net) *sel
 		TH_LOG("writing %ld to %s (kvmx_vhost_net.ko of this tree)", us, RX_GAP_PARAM);
 }
 
-/* RX calls since the last look, 0 if none. */
-static uint64_t rx_calls_taken(FIXTURE_DATA(net) *self)
-{
-	return eventfd_count(self->nd.dev.vq[NET_VQ_RX].call);
-}
-
-static uint64_t rx_calls_wait(FIXTURE_DATA(net) *self, int timeout_ms)
-{
-	int64_t n = eventfd_wait_count(self->nd.dev.vq[NET_VQ_RX].call, timeout_ms);
-
-	return n > 0 ? n : 0;
-}
-
-/* Frame @seq from the tap into the RX ring, byte-exact. */
-static void rx_one(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, uint32_t seq)
-{
-	net_frame(self->frame, ETH_FRAME_MIN, seq, &self->rng);
-	ASSERT_EQ(0, pkt_send(self->pkt, self->frame, ETH_FRAME_MIN));
-	expect_rx(_metadata, &self->nd, self->frame, ETH_FRAME_MIN, 1);
-}
-
 /*
  * The first frame after a quiet spell is called at once; frames right
  * behind it share one call, which waits for the rest of the gap. None is
@@ -2179,13 +2163,13 @@ TEST_F_TIMEOUT(net, rx_calls_are_paced_while_the_guest_only_receives, 60)
 	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
 	rx_one(_metadata, self, 0);
-	ASSERT_EQ(1ULL, rx_calls_wait(self, WAIT_MS)) TH_LOG("the first frame's call waited");
+	ASSERT_EQ(1ULL, calls_wait(self, NET_VQ_RX, WAIT_MS)) TH_LOG("the first frame's call waited");
 	first_call = now_ms();
 	rx_one(_metadata, self, 1);
 	rx_one(_metadata, self, 2);
-	EXPECT_EQ(0ULL, rx_calls_taken(self))
+	EXPECT_EQ(0ULL, calls_taken(self, NET_VQ_RX))
 		TH_LOG("frames right behind a call were called at once, not paced");
-	n = rx_calls_wait(self, RX_GAP_TEST_MS + WAIT_MS);
+	n = calls_wait(self, NET_VQ_RX, RX_GAP_TEST_MS + WAIT_MS);
 	EXPECT_EQ(1ULL, n) TH_LOG("expected one call for frames 1 and 2");
 	EXPECT_LE(first_call + RX_GAP_TEST_MS * 2 / 3, now_ms())
 		TH_LOG("the paced call came before the gap was over");
@@ -2193,7 +2177,7 @@ TEST_F_TIMEOUT(net, rx_calls_are_paced_while_the_guest_only_receives, 60)
 	/* After a quiet gap, at once again. */
 	usleep(RX_GAP_TEST_US);
 	rx_one(_metadata, self, 3);
-	EXPECT_EQ(1ULL, rx_calls_wait(self, RX_GAP_TEST_MS / 3))
+	EXPECT_EQ(1ULL, calls_wait(self, NET_VQ_RX, RX_GAP_TEST_MS / 3))
 		TH_LOG("a frame after a quiet spell waited for its call");
 }
 
@@ -2213,7 +2197,7 @@ TEST_F_TIMEOUT(net, rx_call_is_at_once_for_a_guest_that_answers, 60)
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
 	for (i = 0; i < 4; i++) {
 		rx_one(_metadata, self, i);
-		EXPECT_EQ(1ULL, rx_calls_wait(self, RX_GAP_TEST_MS / 3))
+		EXPECT_EQ(1ULL, calls_wait(self, NET_VQ_RX, RX_GAP_TEST_MS / 3))
 			TH_LOG("round trip %u: the RX call waited", i);
 		/* The answer. */
 		net_frame(self->frame, 200, 100 + i, &self->rng);
@@ -2242,9 +2226,9 @@ TEST_F_TIMEOUT(net, rx_paced_call_goes_out_when_the_call_fd_changes_or_the_devic
 	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
 	rx_one(_metadata, self, 0);
-	ASSERT_EQ(1ULL, rx_calls_wait(self, WAIT_MS));
+	ASSERT_EQ(1ULL, calls_wait(self, NET_VQ_RX, WAIT_MS));
 	rx_one(_metadata, self, 1);
-	ASSERT_EQ(0ULL, rx_calls_taken(self)) TH_LOG("expected frame 1's call to be paced");
+	ASSERT_EQ(0ULL, calls_taken(self, NET_VQ_RX)) TH_LOG("expected frame 1's call to be paced");
 
 	new_call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ASSERT_LE(0, new_call);
@@ -2258,7 +2242,7 @@ TEST_F_TIMEOUT(net, rx_paced_call_goes_out_when_the_call_fd_changes_or_the_devic
 	close(old_call);
 
 	rx_one(_metadata, self, 2);
-	ASSERT_EQ(0ULL, rx_calls_taken(self)) TH_LOG("expected frame 2's call to be paced");
+	ASSERT_EQ(0ULL, calls_taken(self, NET_VQ_RX)) TH_LOG("expected frame 2's call to be paced");
 	new_call = dup(new_call);
 	ASSERT_LE(0, new_call);
 	t0 = now_ms();
@@ -2289,7 +2273,7 @@ TEST_F(net, rx_call_gap_us_0_calls_at_once_and_refuses_garbage)
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
 	for (i = 0; i < 8; i++) {
 		rx_one(_metadata, self, i);
-		EXPECT_EQ(1ULL, rx_calls_wait(self, WAIT_MS)) TH_LOG("frame %u got no call", i);
+		EXPECT_EQ(1ULL, calls_wait(self, NET_VQ_RX, WAIT_MS)) TH_LOG("frame %u got no call", i);
 	}
 	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "rx_calls_paced"));
 }
