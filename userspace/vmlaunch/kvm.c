@@ -148,6 +148,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	vm->kvm_fd = vm->vm_fd = vm->stop_fd = -1;
 	vm->exit_code = -1;
 	vm->virtio_pci = cfg->virtio_pci;
+	vm->mmio_reads_exit = cfg->mmio_reads_exit;
+	vm->next_slot = 2;	/* guest RAM below and above 4 GiB */
 
 	r = kvm_open(vm);
 	if (r)
@@ -206,10 +208,11 @@ void vm_print_stats(struct vm *vm)
 
 		ioctl(v->fd, KVM_GET_REGS, &regs);
 		ioctl(v->fd, KVM_GET_SREGS, &sregs);
-		pr_debug("vCPU %u: %llu exits to userspace, %llu port I/O, %llu MMIO; "
-			 "cs 0x%x:0x%llx rip 0x%llx rflags 0x%llx cr0 0x%llx", i,
+		pr_debug("vCPU %u: %llu exits to userspace, %llu port I/O, %llu MMIO "
+			 "(%llu reads); cs 0x%x:0x%llx rip 0x%llx rflags 0x%llx cr0 0x%llx", i,
 			 (unsigned long long)v->exits, (unsigned long long)v->pio_exits,
-			 (unsigned long long)v->mmio_exits, sregs.cs.selector,
+			 (unsigned long long)v->mmio_exits,
+			 (unsigned long long)v->mmio_read_exits, sregs.cs.selector,
 			 (unsigned long long)sregs.cs.base, (unsigned long long)regs.rip,
 			 (unsigned long long)regs.rflags, (unsigned long long)sregs.cr0);
 	}
@@ -387,6 +390,8 @@ static void handle_mmio(struct vcpu *vcpu)
 	if (!len || len > sizeof(run->mmio.data))
 		return;
 	vcpu->mmio_exits++;
+	if (!run->mmio.is_write)
+		vcpu->mmio_read_exits++;
 	r = vm_find_range(vcpu->vm->mmio, vcpu->vm->nmmio, run->mmio.phys_addr, len);
 	if (r) {
 		r->fn(r->opaque, run->mmio.phys_addr - r->base, run->mmio.data, len,
@@ -640,6 +645,37 @@ int vm_ioeventfd(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch)
 int vm_ioeventfd_detach(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch)
 {
 	return ioeventfd_ctl(vm, fd, addr, len, datamatch, KVM_IOEVENTFD_FLAG_DEASSIGN);
+}
+
+/*
+ * Show @size bytes at @host to the guest at @gpa as read-only memory: its
+ * reads there need no exit, its writes exit as MMIO (and KVM ioeventfds
+ * still take theirs). @size and the addresses are page-aligned.
+ */
+int vm_map_readonly(struct vm *vm, u64 gpa, void *host, u64 size, u32 *slot)
+{
+	struct kvm_userspace_memory_region region = {
+		.slot = vm->next_slot,
+		.flags = KVM_MEM_READONLY,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)host,
+	};
+
+	if (ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0)
+		return -EOPNOTSUPP;
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+		return -errno;
+	*slot = vm->next_slot++;
+	return 0;
+}
+
+/* Take away a slot of vm_map_readonly(): the guest's reads there exit again. */
+int vm_unmap(struct vm *vm, u32 slot)
+{
+	struct kvm_userspace_memory_region region = { .slot = slot };
+
+	return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0 ? -errno : 0;
 }
 
 /* ---- MSI routes ---------------------------------------------------------------- */

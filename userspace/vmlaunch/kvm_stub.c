@@ -106,6 +106,45 @@ int vm_ioeventfd(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch)
 	return 0;
 }
 
+/* Read-only pages: the test reads them where the guest would. */
+static struct stub_page {
+	u64 gpa;
+	void *host;
+	u64 size;
+	bool mapped;
+} pages[STUB_MAX];
+static unsigned int npages;
+
+int vm_map_readonly(struct vm *vm, u64 gpa, void *host, u64 size, u32 *slot)
+{
+	(void)vm;
+	if (npages == STUB_MAX)
+		return -ENOSPC;
+	pages[npages] = (struct stub_page){ gpa, host, size, true };
+	*slot = npages++;
+	return 0;
+}
+
+int vm_unmap(struct vm *vm, u32 slot)
+{
+	(void)vm;
+	if (slot >= npages || !pages[slot].mapped)
+		return -EINVAL;
+	pages[slot].mapped = false;
+	return 0;
+}
+
+const void *stub_page_at(u64 gpa)
+{
+	unsigned int i;
+
+	for (i = 0; i < npages; i++) {
+		if (pages[i].mapped && gpa >= pages[i].gpa && gpa - pages[i].gpa < pages[i].size)
+			return (const u8 *)pages[i].host + (gpa - pages[i].gpa);
+	}
+	return NULL;
+}
+
 int vm_ioeventfd_detach(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch)
 {
 	int i = find_ioeventfd(fd, addr, len, datamatch);

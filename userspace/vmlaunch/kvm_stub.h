@@ -17,5 +17,7 @@ int stub_msi_route_gsi(unsigned int i);
 bool stub_msi_route(u32 gsi, u64 *addr, u32 *data);
 unsigned int stub_route_sets(void);
 unsigned int stub_refused(void);
+/* Host address of what the guest reads at @gpa on a read-only page, or NULL. */
+const void *stub_page_at(u64 gpa);
 
 #endif /* VMLAUNCH_KVM_STUB_H */

@@ -83,7 +83,12 @@ static void usage(FILE *out)
 "  --transport mmio|pci how the virtio devices appear: virtio-mmio devices in\n"
 "                       the ACPI tables (the default), or virtio-pci functions\n"
 "                       on PCI bus 0 with MSI-X interrupts, which spare the\n"
-"                       guest two exits per interrupt\n"
+"                       guest an exit per interrupt (the acknowledgement)\n"
+"  --mmio-reads map|exit how the guest reads virtio-mmio registers: from a\n"
+"                       read-only page vmlaunch keeps up to date, without an\n"
+"                       exit (map, the default), or each read an exit to\n"
+"                       vmlaunch (exit, the way before; also what a KVM\n"
+"                       without read-only memory gives)\n"
 "  --virtio-console     add a virtio-console device (the guest's hvc0, use\n"
 "                       console=hvc0); its output goes to stdout as well.\n"
 "                       Takes one of the %d virtio devices\n"
@@ -297,6 +302,7 @@ enum {
 	OPT_CONSOLE,
 	OPT_VIRTIO_CONSOLE,
 	OPT_TRANSPORT,
+	OPT_MMIO_READS,
 };
 
 static const struct option options[] = {
@@ -311,6 +317,7 @@ static const struct option options[] = {
 	{ "console", no_argument, NULL, OPT_CONSOLE },
 	{ "virtio-console", no_argument, NULL, OPT_VIRTIO_CONSOLE },
 	{ "transport", required_argument, NULL, OPT_TRANSPORT },
+	{ "mmio-reads", required_argument, NULL, OPT_MMIO_READS },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -384,6 +391,11 @@ static void parse_args(int argc, char **argv, struct vm_config *cfg)
 			if (strcmp(optarg, "mmio") && strcmp(optarg, "pci"))
 				usage_error("--transport %s: use mmio or pci", optarg);
 			cfg->virtio_pci = !strcmp(optarg, "pci");
+			break;
+		case OPT_MMIO_READS:
+			if (strcmp(optarg, "map") && strcmp(optarg, "exit"))
+				usage_error("--mmio-reads %s: use map or exit", optarg);
+			cfg->mmio_reads_exit = !strcmp(optarg, "exit");
 			break;
 		case 'v':
 			vmlaunch_verbose = true;

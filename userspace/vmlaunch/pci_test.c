@@ -7,17 +7,21 @@
  * dispatched as kvm.c dispatches an exit, and writes that a KVM ioeventfd
  * would take never reach vmlaunch. kvm_stub.c records the irqfds,
  * ioeventfds and MSI routes the code asks KVM for. Most cases play a
- * well-behaved driver; many play a hostile one. Prints TAP; exits 1 if any
- * case fails.
+ * well-behaved driver; many play a hostile one. Then a virtio-mmio device
+ * (transport-mmio.c), whose register reads the guest makes from a
+ * read-only page: that page must read what a read that exits would.
+ * Prints TAP; exits 1 if any case fails.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <linux/pci_regs.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
+#include <linux/virtio_mmio.h>
 #include <linux/virtio_pci.h>
 
 #include "kvm_stub.h"
@@ -1541,6 +1545,183 @@ static void test_teardown(void)
 	      "the function left the bus: its slot and BAR read all ones");
 }
 
+/* ---- virtio-mmio: the register page ----------------------------------------------- */
+
+static struct fake_dev dev_m;	/* on virtio-mmio */
+static u64 mmio_base;		/* dev_m's register window */
+
+/* dev_m as a virtio-mmio device: the same fake as dev_a, another transport. */
+static int mmio_fake_add(struct acpi_device_info *info)
+{
+	unsigned int i;
+
+	memset(&dev_m, 0, sizeof(dev_m));
+	dev_m.vdev.ops = &fake_ops;
+	dev_m.vdev.name = "m";
+	dev_m.vdev.device_id = VIRTIO_ID_BLOCK;
+	dev_m.vdev.features = FEATURES;
+	dev_m.vdev.config_size = CONFIG_SIZE;
+	dev_m.vdev.nqueues = NQUEUES;
+	for (i = 0; i < CONFIG_SIZE; i++)
+		dev_m.config[i] = 0x10 + i;
+	return virtio_transport_add(&vm, &dev_m.vdev, info);
+}
+
+/* What the guest reads on the page, without an exit. */
+static u32 page_read(u32 off)
+{
+	const u32 *p = stub_page_at(mmio_base + off);
+
+	return p ? *p : 0xdeadbeef;
+}
+
+/* What the same read returned when it exited to vmlaunch. */
+static u32 exit_read(u32 off)
+{
+	return mmio_read(mmio_base + off, 4);
+}
+
+/* Every register and config word: the page reads what the exit would. */
+static bool page_matches(void)
+{
+	u32 off;
+
+	for (off = 0; off < VIRTIO_MMIO_CONFIG + CONFIG_SIZE; off += 4) {
+		if (page_read(off) != exit_read(off)) {
+			printf("# offset 0x%x: page 0x%x, exit 0x%x\n", off, page_read(off),
+			       exit_read(off));
+			return false;
+		}
+	}
+	return true;
+}
+
+static void mmio_reg_write(u32 off, u32 v)
+{
+	mmio_write(mmio_base + off, 4, v);
+}
+
+/* Raises the used bit as a backend thread does, while the vCPU acknowledges. */
+static void *notify_storm(void *arg)
+{
+	unsigned int i;
+
+	(void)arg;
+	for (i = 0; i < 20000; i++)
+		virtio_notify_used(&dev_m.vdev, i & 1);
+	return NULL;
+}
+
+static void test_mmio_page(void)
+{
+	struct virtio_dev *vdev = &dev_m.vdev;
+	unsigned int irqfds;
+	pthread_t storm;
+	bool ok = true;
+	u32 sel;
+
+	check(stub_page_at(mmio_base) && page_read(VIRTIO_MMIO_MAGIC_VALUE) == 0x74726976 &&
+	      page_read(VIRTIO_MMIO_VERSION) == 2 &&
+	      page_read(VIRTIO_MMIO_DEVICE_ID) == VIRTIO_ID_BLOCK && page_matches(),
+	      "mmio: the register window is a read-only page that reads what an exit would");
+	for (sel = 0; sel < 4; sel++) {
+		mmio_reg_write(VIRTIO_MMIO_DEVICE_FEATURES_SEL, sel);
+		ok &= page_read(VIRTIO_MMIO_DEVICE_FEATURES) ==
+		      (sel < 2 ? (u32)(FEATURES >> (32 * sel)) : 0) && page_matches();
+	}
+	check(ok, "mmio: DeviceFeatures on the page follows DeviceFeaturesSel");
+	mmio_reg_write(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	mmio_reg_write(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	mmio_reg_write(VIRTIO_MMIO_DRIVER_FEATURES, (u32)(FEATURES >> 32));
+	mmio_reg_write(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	mmio_reg_write(VIRTIO_MMIO_DRIVER_FEATURES, (u32)FEATURES);
+	mmio_reg_write(VIRTIO_MMIO_STATUS, STATUS_FEATURES);
+	check(page_read(VIRTIO_MMIO_STATUS) == STATUS_FEATURES && page_matches(),
+	      "mmio: Status on the page follows the driver's writes");
+	ok = true;
+	for (sel = 0; sel < NQUEUES + 2; sel++) {
+		mmio_reg_write(VIRTIO_MMIO_QUEUE_SEL, sel);
+		ok &= page_read(VIRTIO_MMIO_QUEUE_NUM_MAX) == (sel < NQUEUES ? VIRTQ_MAX_SIZE : 0);
+		if (sel < NQUEUES) {
+			mmio_reg_write(VIRTIO_MMIO_QUEUE_NUM, 64);
+			mmio_reg_write(VIRTIO_MMIO_QUEUE_DESC_LOW, 0x10000 * (sel + 1));
+			mmio_reg_write(VIRTIO_MMIO_QUEUE_AVAIL_LOW, 0x10000 * (sel + 1) + 0x400);
+			mmio_reg_write(VIRTIO_MMIO_QUEUE_USED_LOW, 0x10000 * (sel + 1) + 0x1000);
+			mmio_reg_write(VIRTIO_MMIO_QUEUE_READY, 1);
+			ok &= page_read(VIRTIO_MMIO_QUEUE_READY) == 1;
+		}
+		ok &= page_matches();
+	}
+	mmio_reg_write(VIRTIO_MMIO_QUEUE_SEL, 0);
+	check(ok && page_read(VIRTIO_MMIO_QUEUE_READY) == 1,
+	      "mmio: QueueNumMax and QueueReady on the page follow QueueSel");
+	mmio_reg_write(VIRTIO_MMIO_STATUS, STATUS_FEATURES | VIRTIO_CONFIG_S_DRIVER_OK);
+	check(dev_m.activated == 1 && page_read(VIRTIO_MMIO_STATUS) ==
+	      (STATUS_FEATURES | VIRTIO_CONFIG_S_DRIVER_OK) && page_read(VIRTIO_MMIO_INTERRUPT_STATUS) == 0 &&
+	      page_matches(), "mmio: DRIVER_OK shows on the page, no interrupt pending");
+
+	virtio_notify_used(vdev, 1);
+	check(page_read(VIRTIO_MMIO_INTERRUPT_STATUS) == VIRTIO_ISR_USED &&
+	      fd_take(vdev->vq[1].call_fd) == 1,
+	      "mmio: a backend's used buffers are on the page when its interrupt fires");
+	mmio_reg_write(VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_ISR_USED);
+	check(page_read(VIRTIO_MMIO_INTERRUPT_STATUS) == 0 && page_matches(),
+	      "mmio: InterruptACK clears the bit on the page");
+	virtio_needs_reset(vdev);
+	check(page_read(VIRTIO_MMIO_INTERRUPT_STATUS) == VIRTIO_ISR_CONFIG &&
+	      (page_read(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET) && page_matches() &&
+	      fd_take(vdev->config_fd) == 1,
+	      "mmio: NEEDS_RESET and the config bit are on the page when the config interrupt fires");
+	mmio_reg_write(VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_ISR_CONFIG);
+
+	/* The vCPU acknowledges while a backend keeps raising: the page ends up right. */
+	if (pthread_create(&storm, NULL, notify_storm, NULL)) {
+		check(false, "mmio: a backend thread for the storm");
+		return;
+	}
+	for (sel = 0; sel < 20000; sel++)
+		mmio_reg_write(VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_ISR_USED);
+	pthread_join(storm, NULL);
+	check(page_read(VIRTIO_MMIO_INTERRUPT_STATUS) == (vdev->isr & VIRTIO_ISR_USED) &&
+	      page_matches(),
+	      "mmio: after acknowledgements racing a backend's interrupts, the page reads the state");
+	mmio_reg_write(VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_ISR_USED);
+	check(page_read(VIRTIO_MMIO_INTERRUPT_STATUS) == 0, "mmio: and the last ack clears it");
+	drain_calls(&dev_m);
+	fd_take(vdev->config_fd);
+
+	mmio_reg_write(VIRTIO_MMIO_STATUS, 0);
+	check(dev_m.resets == 1 && page_read(VIRTIO_MMIO_STATUS) == 0 &&
+	      page_read(VIRTIO_MMIO_QUEUE_READY) == 0 && page_matches(),
+	      "mmio: a reset shows on the page: Status 0, no queue ready");
+	mmio_reg_write(VIRTIO_MMIO_CONFIG, 0xffffffff);
+	mmio_reg_write(VIRTIO_MMIO_MAGIC_VALUE, 0);
+	check(page_read(VIRTIO_MMIO_CONFIG) == 0x13121110 &&
+	      page_read(VIRTIO_MMIO_MAGIC_VALUE) == 0x74726976 && page_matches(),
+	      "mmio: the guest's writes to read-only registers and config change nothing on the page");
+
+	irqfds = stub_irqfd_count();
+	virtio_transport_remove(vdev);
+	check(!stub_page_at(mmio_base) && stub_irqfd_count() == irqfds - 1 && !stub_refused(),
+	      "mmio: removal takes the page away from the guest and detaches the irqfd");
+}
+
+/* --mmio-reads exit: no page, every read exits. */
+static void test_mmio_reads_exit(void)
+{
+	struct acpi_device_info info = { .name = "XXXX" };
+	int r;
+
+	vm.mmio_reads_exit = true;
+	r = mmio_fake_add(&info);
+	check(!r && !stub_page_at(info.base) &&
+	      mmio_read(info.base + VIRTIO_MMIO_MAGIC_VALUE, 4) == 0x74726976,
+	      "mmio --mmio-reads exit: no page, reads exit and are answered");
+	if (!r)
+		virtio_transport_remove(&dev_m.vdev);
+	vm.mmio_reads_exit = false;
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1576,6 +1757,19 @@ int main(void)
 	test_sweep_bar0();
 	test_sweep_registers();
 	test_teardown();
+
+	vm.virtio_pci = false;
+	{
+		struct acpi_device_info info = { .name = "XXXX" };
+
+		if (mmio_fake_add(&info)) {
+			printf("Bail out! cannot add a virtio-mmio device\n");
+			return 1;
+		}
+		mmio_base = info.base;
+	}
+	test_mmio_page();
+	test_mmio_reads_exit();
 	pci_bus_destroy(vm.pci);
 	printf("1..%u\n", ntests);
 	printf("# %u passed, %u failed\n", ntests - nfailed, nfailed);

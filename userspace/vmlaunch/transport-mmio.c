@@ -16,6 +16,16 @@
  * ioeventfd (an out-of-range queue index, or KVM refused one) reaches this
  * file, which then signals the kick eventfd itself.
  *
+ * Register reads need no exit. The register window's page is guest memory
+ * that KVM maps read-only (KVM_MEM_READONLY) and vmlaunch keeps equal to
+ * what a read would return: after each write the guest makes (the writes
+ * still exit, and QueueNotify still hits its ioeventfd) and whenever a
+ * backend raises InterruptStatus or NEEDS_RESET. virtio-mmio reads have
+ * no side effects, which is what makes this possible, and they are most
+ * of the exits: the driver reads InterruptStatus on every interrupt, which
+ * on this transport cost an exit to vmlaunch each (--mmio-reads exit, or a
+ * KVM without read-only memory, gives the old way: every read exits).
+ *
  * The status, feature and queue-selector logic is transport.c's; register
  * accesses run under its lock.
  */
@@ -25,6 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 
@@ -33,6 +44,7 @@
 #define VIRTIO_MMIO_BASE	0xd0000000ULL
 #define VIRTIO_MMIO_STRIDE	0x1000
 #define VIRTIO_MMIO_SIZE	0x200
+#define VIRTIO_MMIO_PAGE	0x1000	/* the register page KVM maps read-only */
 #define VIRTIO_MMIO_GSI_BASE	16
 #define VIRTIO_MMIO_MAX		8	/* GSIs 16..23: the IOAPIC's last pins */
 #define VIRTIO_MMIO_MAGIC	0x74726976	/* "virt" */
@@ -44,15 +56,39 @@ struct virtio_mmio {
 	u64 base;
 	u32 gsi;
 	int irq_fd;			/* every queue's call_fd, and the config_fd */
+	bool irq_attached;		/* a KVM irqfd on irq_fd */
+	/*
+	 * The register window as the guest reads it, NULL if every read
+	 * exits; slot is its KVM memory slot.
+	 */
+	u32 *regs;
+	u32 regs_slot;
 };
 
 static unsigned int mmio_count;
+
+/* InterruptStatus; any thread, as a backend raises it. */
+static u32 mmio_isr(struct virtio_mmio *m)
+{
+	struct virtio_dev *vdev = m->t.vdev;
+	u32 isr = __atomic_load_n(&vdev->isr, __ATOMIC_ACQUIRE);
+
+	if (vdev->isr_always_used && __atomic_load_n(&m->t.active, __ATOMIC_ACQUIRE))
+		isr |= VIRTIO_ISR_USED;
+	return isr;
+}
+
+static u32 mmio_status(struct virtio_mmio *m)
+{
+	return __atomic_load_n(&m->t.status, __ATOMIC_ACQUIRE) |
+	       (__atomic_load_n(&m->t.needs_reset, __ATOMIC_ACQUIRE) ?
+		VIRTIO_CONFIG_S_NEEDS_RESET : 0);
+}
 
 static u32 mmio_read_reg(struct virtio_mmio *m, u64 off)
 {
 	struct virtio_dev *vdev = m->t.vdev;
 	struct virtio_queue *q = vt_selected_queue(&m->t);
-	u32 isr;
 
 	switch (off) {
 	case VIRTIO_MMIO_MAGIC_VALUE:
@@ -70,12 +106,9 @@ static u32 mmio_read_reg(struct virtio_mmio *m, u64 off)
 	case VIRTIO_MMIO_QUEUE_READY:
 		return q ? q->ready : 0;
 	case VIRTIO_MMIO_INTERRUPT_STATUS:
-		isr = __atomic_load_n(&vdev->isr, __ATOMIC_ACQUIRE);
-		if (vdev->isr_always_used && m->t.active)
-			isr |= VIRTIO_ISR_USED;
-		return isr;
+		return mmio_isr(m);
 	case VIRTIO_MMIO_STATUS:
-		return vt_read_status(&m->t);
+		return mmio_status(m);
 	case VIRTIO_MMIO_SHM_LEN_LOW:
 	case VIRTIO_MMIO_SHM_LEN_HIGH:
 		return 0xffffffff;	/* no shared memory region */
@@ -83,6 +116,67 @@ static u32 mmio_read_reg(struct virtio_mmio *m, u64 off)
 		return 0;		/* the config space never changes */
 	}
 	return 0;
+}
+
+static void regs_store(struct virtio_mmio *m, u64 off, u32 val)
+{
+	__atomic_store_n(&m->regs[off / 4], val, __ATOMIC_RELEASE);
+}
+
+/*
+ * InterruptStatus and Status into the register page, from any thread. A
+ * store may land after a newer one from another thread, so each writer
+ * reads the state again after its stores and repeats them until it holds
+ * still: the last writer's stores are then the current state.
+ */
+static void mmio_regs_sync_isr(struct virtio_transport *t)
+{
+	struct virtio_mmio *m = (struct virtio_mmio *)t;
+	u32 isr, status;
+
+	if (!m->regs)
+		return;
+	do {
+		isr = mmio_isr(m);
+		status = mmio_status(m);
+		regs_store(m, VIRTIO_MMIO_INTERRUPT_STATUS, isr);
+		regs_store(m, VIRTIO_MMIO_STATUS, status);
+	} while (mmio_isr(m) != isr || mmio_status(m) != status);
+}
+
+/*
+ * The whole register page, under the lock: after a write of the guest
+ * (selectors, status, config) or a reset. Config space goes in as the
+ * device reads it; it does not change behind the guest's back (only the
+ * guest writes it, and ConfigGeneration stays 0).
+ */
+static void mmio_regs_sync(struct virtio_transport *t)
+{
+	struct virtio_mmio *m = (struct virtio_mmio *)t;
+	u32 config_size = m->t.vdev->config_size;
+	u8 buf[4];
+	u64 off;
+
+	if (!m->regs)
+		return;
+	/* What lies beyond the window is never read through it. */
+	if (config_size > VIRTIO_MMIO_SIZE - VIRTIO_MMIO_CONFIG)
+		config_size = VIRTIO_MMIO_SIZE - VIRTIO_MMIO_CONFIG;
+	for (off = 0; off < VIRTIO_MMIO_CONFIG; off += 4)
+		regs_store(m, off, mmio_read_reg(m, off));
+	for (off = 0; off < config_size; off += 4) {
+		u32 len = config_size - off < 4 ? config_size - off : 4, val = 0, i;
+
+		if (len == 4) {
+			vt_config_access(&m->t, off, buf, 4, false);
+		} else {
+			for (i = 0; i < len; i++)
+				vt_config_access(&m->t, off + i, buf + i, 1, false);
+		}
+		memcpy(&val, buf, len);
+		regs_store(m, VIRTIO_MMIO_CONFIG + off, val);
+	}
+	mmio_regs_sync_isr(t);
 }
 
 static void mmio_write_reg(struct virtio_mmio *m, u64 off, u32 val)
@@ -117,10 +211,11 @@ static void mmio_write_reg(struct virtio_mmio *m, u64 off, u32 val)
 		/* Only notifies no ioeventfd took come here. */
 		if (val < vdev->nqueues)
 			eventfd_signal(vdev->vq[val].kick_fd);
-		break;
+		return;			/* no register changed */
 	case VIRTIO_MMIO_INTERRUPT_ACK:
 		__atomic_fetch_and(&vdev->isr, ~val, __ATOMIC_ACQ_REL);
-		break;
+		mmio_regs_sync_isr(&m->t);
+		return;			/* nothing else changed */
 	case VIRTIO_MMIO_STATUS:
 		vt_write_status(&m->t, val);
 		break;
@@ -142,6 +237,7 @@ static void mmio_write_reg(struct virtio_mmio *m, u64 off, u32 val)
 	default:
 		break;
 	}
+	mmio_regs_sync(&m->t);
 }
 
 static void mmio_io(void *opaque, u64 off, u8 *data, u32 len, bool write)
@@ -152,6 +248,8 @@ static void mmio_io(void *opaque, u64 off, u8 *data, u32 len, bool write)
 	pthread_mutex_lock(&m->t.lock);
 	if (off >= VIRTIO_MMIO_CONFIG) {
 		vt_config_access(&m->t, off - VIRTIO_MMIO_CONFIG, data, len, write);
+		if (write)
+			mmio_regs_sync(&m->t);
 	} else if (len != 4 || (off & 3)) {
 		if (!write)
 			memset(data, 0, len);
@@ -165,6 +263,37 @@ static void mmio_io(void *opaque, u64 off, u8 *data, u32 len, bool write)
 		memcpy(data, &val, 4);
 	}
 	pthread_mutex_unlock(&m->t.lock);
+}
+
+/*
+ * Give the register window its read-only page. Without one (no
+ * KVM_CAP_READONLY_MEM, no memory) every read exits, as it always may.
+ */
+static void mmio_map_regs(struct virtio_mmio *m)
+{
+	void *page = mmap(NULL, VIRTIO_MMIO_PAGE, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int r;
+
+	if (page == MAP_FAILED) {
+		pr_warn("%s: no register page, every register read exits: %s",
+			m->t.vdev->name, strerror(errno));
+		return;
+	}
+	/* Filled before the guest can see it. */
+	pthread_mutex_lock(&m->t.lock);
+	m->regs = page;
+	mmio_regs_sync(&m->t);
+	pthread_mutex_unlock(&m->t.lock);
+	r = vm_map_readonly(m->vm, m->base, page, VIRTIO_MMIO_PAGE, &m->regs_slot);
+	if (r) {
+		pr_warn("%s: no read-only register page, every register read exits: %s",
+			m->t.vdev->name, strerror(-r));
+		pthread_mutex_lock(&m->t.lock);
+		m->regs = NULL;
+		pthread_mutex_unlock(&m->t.lock);
+		munmap(page, VIRTIO_MMIO_PAGE);
+	}
 }
 
 int virtio_mmio_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_info *info)
@@ -183,6 +312,8 @@ int virtio_mmio_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_i
 	m->base = VIRTIO_MMIO_BASE + (u64)mmio_count * VIRTIO_MMIO_STRIDE;
 	m->gsi = VIRTIO_MMIO_GSI_BASE + mmio_count;
 	vt_init(&m->t, vdev, 0);
+	m->t.transport_reset = mmio_regs_sync;
+	m->t.isr_changed = mmio_regs_sync_isr;
 
 	m->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (m->irq_fd < 0)
@@ -196,6 +327,7 @@ int virtio_mmio_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_i
 		pr_err("%s: KVM_IRQFD on GSI %u: %s", vdev->name, m->gsi, strerror(-r));
 		goto fail;
 	}
+	m->irq_attached = true;
 	for (i = 0; i < vdev->nqueues; i++) {
 		r = vm_ioeventfd(vm, vdev->vq[i].kick_fd, m->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, i);
 		if (r) {
@@ -206,6 +338,8 @@ int virtio_mmio_add(struct vm *vm, struct virtio_dev *vdev, struct acpi_device_i
 	r = vm_register_mmio(vm, m->base, VIRTIO_MMIO_SIZE, mmio_io, m);
 	if (r)
 		goto fail;
+	if (!vm->mmio_reads_exit)
+		mmio_map_regs(m);
 
 	snprintf(info->name, sizeof(info->name), "VR%02X", mmio_count);
 	info->hid = "LNRO0005";
@@ -234,6 +368,14 @@ void virtio_mmio_remove(struct virtio_dev *vdev)
 	if (!m)
 		return;
 	virtio_transport_reset(vdev);
+	if (m->regs) {
+		vm_unmap(m->vm, m->regs_slot);
+		munmap(m->regs, VIRTIO_MMIO_PAGE);
+		m->regs = NULL;
+	}
+	/* Closing would detach it too, but only once KVM's irqfd work ran. */
+	if (m->irq_attached)
+		vm_irqfd_detach(m->vm, m->irq_fd, m->gsi);
 	if (m->irq_fd >= 0)
 		close(m->irq_fd);
 	vdev->config_fd = -1;

@@ -10,10 +10,12 @@
  *   0x1000 ISR status               0x4000 MSI-X table, a vector per queue + 1
  *   0x2000 device configuration     0x5000 MSI-X pending bits
  *
- * Why MSI-X: with virtio-mmio, every interrupt costs the guest two exits to
- * vmlaunch (reading InterruptStatus, writing InterruptACK) on top of the
- * interrupt itself. An MSI-X vector needs neither: the driver knows the
- * source from the vector, and KVM injects it straight from an irqfd.
+ * Why MSI-X: with virtio-mmio, every interrupt costs the guest an exit to
+ * vmlaunch (writing InterruptACK; reading InterruptStatus is served from a
+ * read-only page) on top of the interrupt itself, and KVM injects an
+ * IOAPIC pin's irqfd from a kworker. An MSI-X vector needs no
+ * acknowledgement (the driver knows the source from the vector), and KVM
+ * injects it straight from the signalling thread.
  *
  * Data path, the same for both backends as with virtio-mmio: a queue's
  * notify register is a KVM ioeventfd (16-bit write of the queue index),

@@ -79,15 +79,26 @@ void virtio_transport_remove(struct virtio_dev *vdev)
 	close_kick_fds(vdev);
 }
 
+/* The transport shows the new InterruptStatus before the interrupt fires. */
+static void isr_changed(struct virtio_dev *vdev)
+{
+	struct virtio_transport *t = vdev->transport;
+
+	if (t && t->isr_changed)
+		t->isr_changed(t);
+}
+
 void virtio_notify_used(struct virtio_dev *vdev, unsigned int queue)
 {
 	__atomic_fetch_or(&vdev->isr, VIRTIO_ISR_USED, __ATOMIC_RELEASE);
+	isr_changed(vdev);
 	eventfd_signal(vdev->vq[queue].call_fd);
 }
 
 void virtio_notify_config(struct virtio_dev *vdev)
 {
 	__atomic_fetch_or(&vdev->isr, VIRTIO_ISR_CONFIG, __ATOMIC_RELEASE);
+	isr_changed(vdev);
 	eventfd_signal(vdev->config_fd);
 }
 

@@ -117,6 +117,8 @@ struct virtio_transport {
 	u32 queue_sel;
 	u16 queue_num_reset;	/* QueueNum after a reset: 0 (mmio) or the maximum (pci) */
 	void (*transport_reset)(struct virtio_transport *t);	/* optional, under lock */
+	/* Optional: vdev->isr or needs_reset changed; any thread, lock or not. */
+	void (*isr_changed)(struct virtio_transport *t);
 };
 
 void vt_init(struct virtio_transport *t, struct virtio_dev *vdev, u16 queue_num_reset);

@@ -126,6 +126,7 @@ struct vm_config {
 	bool console;		/* stdin feeds the guest's console */
 	bool virtio_console;	/* a virtio-console (hvc0); stdin goes there */
 	bool virtio_pci;	/* --transport pci: virtio-pci, not virtio-mmio */
+	bool mmio_reads_exit;	/* --mmio-reads exit: no read-only register pages */
 	unsigned int ndisks;
 	struct disk_config disks[VMLAUNCH_MAX_DISKS];
 	unsigned int nnets;
@@ -181,6 +182,7 @@ struct vcpu {
 	u64 exits;		/* statistics, printed with --verbose */
 	u64 pio_exits;
 	u64 mmio_exits;
+	u64 mmio_read_exits;
 };
 
 struct vm {
@@ -212,6 +214,8 @@ struct vm {
 	unsigned int nwatch;
 
 	bool virtio_pci;	/* the virtio devices are PCI functions (pci.c) */
+	bool mmio_reads_exit;	/* virtio-mmio register reads exit (no register page) */
+	u32 next_slot;		/* the next free KVM memory slot */
 	struct pci_bus *pci;
 
 	/* Interrupt routes, once a device asked for an MSI route (kvm.c). */
@@ -242,6 +246,8 @@ int vm_irqfd(struct vm *vm, int fd, u32 gsi);
 int vm_irqfd_detach(struct vm *vm, int fd, u32 gsi);
 int vm_ioeventfd(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch);
 int vm_ioeventfd_detach(struct vm *vm, int fd, u64 addr, u32 len, u64 datamatch);
+int vm_map_readonly(struct vm *vm, u64 gpa, void *host, u64 size, u32 *slot);
+int vm_unmap(struct vm *vm, u32 slot);
 int vm_msi_route_add(struct vm *vm);
 int vm_msi_route_set(struct vm *vm, u32 gsi, u64 addr, u32 data);
 

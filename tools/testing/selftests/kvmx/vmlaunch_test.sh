@@ -57,13 +57,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Six guests boot; some tests look at a guest another test started.
+# Some tests look at a guest another test started.
 TESTS=(
 	boot_powers_off_with_status_0
 	console_input_reaches_the_guest
 	virtio_console_carries_both_ways
 	disk_write_user_backend
 	reboot_with_two_cpus_exits_3
+	mmio_register_reads_need_no_exit
+	disk_write_mmio_reads_exit
 	disk_write_vhost_backend
 	disk_queues_each_carry_requests
 	pci_disk_write_user_backend
@@ -704,6 +706,36 @@ test_reboot_with_two_cpus_exits_3() {
 	grep -q "^KVMX-TEST: reboot at" "$log" || { diag "the guest did not reboot"; return 1; }
 }
 
+# virtio-mmio registers are read from a read-only page (Documentation/
+# vmlaunch.rst, "Register reads without exits"): the guest of
+# disk_write_user_backend probed its disk and took its interrupts on both
+# vCPUs without one MMIO read exiting to vmlaunch (-v counts them).
+test_mmio_register_reads_need_no_exit() {
+	local log=$WORK/disk_write_user.log
+
+	ran disk_write_user || { SKIP_REASON="no guest booted (see disk_write_user_backend)"; return 4; }
+	if [ "$(grep -c 'vCPU [0-9]*: .* MMIO (0 reads)' "$log")" != 2 ]; then
+		diag "a vCPU's MMIO reads exited to vmlaunch (or -v did not count them):"
+		grep 'vCPU [0-9]*: ' "$log" | sed 's/^/# | /'
+		return 1
+	fi
+}
+
+# --mmio-reads exit: no register page, every read exits and is answered;
+# the guest works as before.
+test_disk_write_mmio_reads_exit() {
+	local log=$WORK/disk_write_reads_exit.log
+
+	[ -z "$GUEST_SKIP" ] || { SKIP_REASON=$GUEST_SKIP; return 4; }
+	DISK_NAME=disk_write_reads_exit disk_write user --mmio-reads exit -v \
+		--cmdline "$CMDLINE kvmx.test=disk-write" || return 1
+	if ! grep -Eq 'vCPU 0: .* MMIO \([1-9][0-9]* reads\)' "$log"; then
+		diag "with --mmio-reads exit, no MMIO read exited:"
+		grep 'vCPU [0-9]*: ' "$log" | sed 's/^/# | /'
+		return 1
+	fi
+}
+
 # 3200 MiB of guest RAM: 3 GiB below the MMIO hole, the rest from 4 GiB,
 # so the backend's memory table has two regions and buffers may be above
 # 4 GiB (MAP_NORESERVE: only what the guest touches is allocated).
@@ -912,6 +944,7 @@ test_bad_arguments_exit_2() {
 	bad_args "--virtio-console: too many devices" \
 		--kernel "$k" --virtio-console "${many[@]:2}" || ok=1
 	bad_args "--transport usb: use mmio or pci" --kernel "$k" --transport usb || ok=1
+	bad_args "--mmio-reads trap: use map or exit" --kernel "$k" --mmio-reads trap || ok=1
 	bad_args "--transport pci: the command line says pci=off" \
 		--kernel "$k" --transport pci --cmdline "console=ttyS0 pci=off" || ok=1
 	return $ok
