@@ -104,6 +104,7 @@ struct net_queue {
 	bool call_owed;			/* published, the guest not yet called */
 	struct kvmx_hold hold;		/* TX: the call held while we poll */
 	u64 tx_packets_at_call;		/* RX: TX's packets at our last call */
+	unsigned long tx_jiffies;	/* TX: when the guest last sent anything */
 	/*
 	 * A backend swap, reset or close waits for vq.mutex, which a polling
 	 * handler keeps: this ends its poll and any hold at once.
@@ -217,19 +218,31 @@ MODULE_PARM_DESC(rx_call_gap_us,
 		 "Shortest time between two RX calls while the guest sends nothing (us, 0-1000000): a call due sooner waits for the rest of it on a timer, and packets received meanwhile share it (default 100; 0: call at once)");
 
 /*
- * How long this RX call may wait (see kvmx_vq_signal_paced()). A guest
- * that sent something since its last RX call answers what it receives
- * (a request, a ping, TCP's ACKs): it is called at once, whatever the
- * gap, so pacing never stretches a round trip.
+ * A guest that sent anything this recently is in a conversation, not a
+ * flood: a TCP sender waiting for the ACKs it is owed, a TCP receiver
+ * (which ACKs at least every 40-200 ms), a request and its reply.
+ */
+#define NET_TALK_MS	100
+
+/*
+ * How long this RX call may wait (see kvmx_vq_signal_paced()). Only a
+ * guest that just receives is paced. One that sent something since its
+ * last RX call answers what it receives, and one that sent anything in
+ * the last NET_TALK_MS may be waiting for this very packet (a TCP sender
+ * out of window does not send again until its ACKs arrive): either is
+ * called at once, whatever the gap.
  */
 static u64 net_rx_call_gap_ns(struct net_queue *rx)
 {
 	struct net_dev *n = container_of(rx->vq.dev, struct net_dev, dev);
-	u64 tx_packets = READ_ONCE(n->queues[NET_VQ_TX].packets);
-	bool answered = tx_packets != rx->tx_packets_at_call;
+	struct net_queue *tx = &n->queues[NET_VQ_TX];
+	u64 tx_packets = READ_ONCE(tx->packets);
+	bool talking = tx_packets != rx->tx_packets_at_call ||
+		       time_before(jiffies, READ_ONCE(tx->tx_jiffies) +
+					    msecs_to_jiffies(NET_TALK_MS));
 
 	rx->tx_packets_at_call = tx_packets;
-	return answered ? 0 : (u64)READ_ONCE(rx_call_gap_us) * NSEC_PER_USEC;
+	return talking ? 0 : (u64)READ_ONCE(rx_call_gap_us) * NSEC_PER_USEC;
 }
 
 /* Call the guest for what was published, held or not. */
@@ -601,6 +614,8 @@ done:
 		}
 	}
 	net_tx_flush(q);
+	if (pkts)
+		WRITE_ONCE(q->tx_jiffies, jiffies);
 	/* However the round ended, no call stays held past it. */
 	net_call(q);
 	/* More than a frame a round: a guest that streams. */
@@ -1197,6 +1212,8 @@ static int net_open(struct inode *inode, struct file *file)
 		tx->xdp = kmalloc_array(NET_BATCH, sizeof(*tx->xdp), GFP_KERNEL_ACCOUNT);
 		if (!rx->rxq || !rx->rx_iov || !rx->rx_gpa || !rx->rx_bufs || !tx->xdp)
 			goto nomem;
+		/* A new guest has said nothing yet. */
+		tx->tx_jiffies = jiffies - msecs_to_jiffies(NET_TALK_MS) - 1;
 	}
 
 	kvmx_dev_init(&n->dev, "kvmx-vhost-net", n->vqs, NET_NVQS, net_handlers,

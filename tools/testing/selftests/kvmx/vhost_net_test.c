@@ -2209,6 +2209,54 @@ TEST_F_TIMEOUT(net, rx_call_is_at_once_for_a_guest_that_answers, 60)
 }
 
 /*
+ * A guest that sent anything in the last 100 ms (NET_TALK_MS in net.c) may
+ * be waiting for what arrives next, as a TCP sender out of window waits
+ * for its ACKs: its RX calls go out at once even with nothing sent since
+ * the last one. Once it has been quiet longer, pacing is back.
+ */
+#define NET_TALK_TEST_MS	100
+
+TEST_F_TIMEOUT(net, rx_call_is_at_once_while_the_guest_talks, 60)
+{
+	uint64_t first, second;
+	int64_t t0, elapsed;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net calls at once");
+	/* The longest gap there is: a paced call waits up to 1 s. */
+	set_rx_gap(_metadata, self, 1000000);
+	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	t0 = now_ms();
+	net_frame(self->frame, 200, 7, &self->rng);
+	ASSERT_LE(0, tx(_metadata, &self->nd, self->frame, 200, NULL, 0, false));
+	expect_on_tap(_metadata, self, self->pkt, self->frame, 200);
+	/* Answered: the frame went out since the last RX call (none). */
+	rx_one(_metadata, self, 0);
+	first = calls_wait(self, NET_VQ_RX, 300);
+	/* Nothing sent since that call, but 100 ms have not passed. */
+	rx_one(_metadata, self, 1);
+	/* The worker decided on this call as it published the frame. */
+	elapsed = now_ms() - t0;
+	second = calls_wait(self, NET_VQ_RX, 300);
+	if (!second && elapsed >= NET_TALK_TEST_MS)
+		SKIP(return, "the test VM took %lld ms, past the window, to get here",
+		     (long long)elapsed);
+	EXPECT_EQ(1ULL, first) TH_LOG("the answered RX call waited");
+	EXPECT_EQ(1ULL, second) TH_LOG("the RX call %lld ms after the guest sent waited",
+				       (long long)elapsed);
+	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "rx_calls_paced"));
+
+	/* Quiet for longer than the window, well inside the gap: paced. */
+	usleep(1000 * (NET_TALK_TEST_MS + 50));
+	rx_one(_metadata, self, 2);
+	EXPECT_EQ(0ULL, calls_taken(self, NET_VQ_RX))
+		TH_LOG("a guest quiet for %d ms was still called at once", NET_TALK_TEST_MS + 50);
+	EXPECT_EQ(1ULL, calls_wait(self, NET_VQ_RX, 1000 + WAIT_MS));
+	EXPECT_EQ(1, fdinfo_value(self->nd.dev.fd, "rx_calls_paced"));
+}
+
+/*
  * A paced call still waiting goes out at once to the old eventfd when the
  * VMM sets another, and to the current one when the device closes; the
  * timer then never fires on a freed ring (KASAN on the debug kernel).
