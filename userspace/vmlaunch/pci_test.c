@@ -107,11 +107,10 @@ static const struct virtio_dev_ops fake_ops = {
 	.reset = fake_reset,
 };
 
-static int fake_add(struct fake_dev *d, const char *name)
+/* A fresh fake device on the VM's transport; @info as the DSDT would get it. */
+static int fake_add_info(struct fake_dev *d, const char *name, struct acpi_device_info *info)
 {
-	struct acpi_device_info info = { .name = "XXXX" };
 	unsigned int i;
-	int r;
 
 	memset(d, 0, sizeof(*d));
 	d->vdev.ops = &fake_ops;
@@ -122,7 +121,14 @@ static int fake_add(struct fake_dev *d, const char *name)
 	d->vdev.nqueues = NQUEUES;
 	for (i = 0; i < CONFIG_SIZE; i++)
 		d->config[i] = 0x10 + i;
-	r = virtio_transport_add(&vm, &d->vdev, &info);
+	return virtio_transport_add(&vm, &d->vdev, info);
+}
+
+static int fake_add(struct fake_dev *d, const char *name)
+{
+	struct acpi_device_info info = { .name = "XXXX" };
+	int r = fake_add_info(d, name, &info);
+
 	/* A PCI function has no DSDT entry. */
 	return r ? r : info.name[0] ? -EINVAL : 0;
 }
@@ -1550,22 +1556,6 @@ static void test_teardown(void)
 static struct fake_dev dev_m;	/* on virtio-mmio */
 static u64 mmio_base;		/* dev_m's register window */
 
-/* dev_m as a virtio-mmio device: the same fake as dev_a, another transport. */
-static int mmio_fake_add(struct acpi_device_info *info)
-{
-	unsigned int i;
-
-	memset(&dev_m, 0, sizeof(dev_m));
-	dev_m.vdev.ops = &fake_ops;
-	dev_m.vdev.name = "m";
-	dev_m.vdev.device_id = VIRTIO_ID_BLOCK;
-	dev_m.vdev.features = FEATURES;
-	dev_m.vdev.config_size = CONFIG_SIZE;
-	dev_m.vdev.nqueues = NQUEUES;
-	for (i = 0; i < CONFIG_SIZE; i++)
-		dev_m.config[i] = 0x10 + i;
-	return virtio_transport_add(&vm, &dev_m.vdev, info);
-}
 
 /* What the guest reads on the page, without an exit. */
 static u32 page_read(u32 off)
@@ -1713,7 +1703,7 @@ static void test_mmio_reads_exit(void)
 	int r;
 
 	vm.mmio_reads_exit = true;
-	r = mmio_fake_add(&info);
+	r = fake_add_info(&dev_m, "m", &info);
 	check(!r && !stub_page_at(info.base) &&
 	      mmio_read(info.base + VIRTIO_MMIO_MAGIC_VALUE, 4) == 0x74726976,
 	      "mmio --mmio-reads exit: no page, reads exit and are answered");
@@ -1762,7 +1752,7 @@ int main(void)
 	{
 		struct acpi_device_info info = { .name = "XXXX" };
 
-		if (mmio_fake_add(&info)) {
+		if (fake_add_info(&dev_m, "m", &info)) {
 			printf("Bail out! cannot add a virtio-mmio device\n");
 			return 1;
 		}
