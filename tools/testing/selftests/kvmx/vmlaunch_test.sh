@@ -995,9 +995,10 @@ test_virtqueue_rejects_hostile_chains() {
 }
 
 # The PCI bus and a virtio-pci function driven through their port and
-# MMIO handlers, as a hostile driver would, with KVM stubbed out.
+# MMIO handlers, as a hostile driver would, with KVM stubbed out; then a
+# virtio-mmio device's read-only register page against its exit path.
 test_pci_transport_rejects_hostile_accesses() {
-	unit_test pci_test virtio-pci
+	unit_test pci_test "virtio-pci and virtio-mmio"
 }
 
 # ---- main: TAP as kselftest_harness prints it ---------------------------------------
