@@ -84,6 +84,7 @@ bench:
 	$(REPO)/bench/guest-blk
 	$(REPO)/bench/guest-blk --guest-poll
 	$(REPO)/bench/guest-blk --transport pci
+	$(REPO)/bench/guest-blk --transport pci --backing tmpfs
 	$(REPO)/bench/guest-net $(GUEST_NET_BENCH)
 	$(REPO)/bench/guest-net --transport pci $(GUEST_NET_BENCH)
 
