@@ -2141,10 +2141,13 @@ TEST_F_TIMEOUT(net, rx_kicks_are_never_taken_in_the_kicker, TEST_TIMEOUT_S)
 #define RX_GAP_TEST_US	300000
 #define RX_GAP_TEST_MS	(RX_GAP_TEST_US / 1000)
 
-static void set_rx_gap(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, long us)
+/* RX paced at @us, with 16 buffers posted and the ring kicked. */
+static void rx_start_paced(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, long us)
 {
 	ASSERT_EQ(0, param_write_long_saved(RX_GAP_PARAM, us, &self->saved_rx_gap))
 		TH_LOG("writing %ld to %s (kvmx_vhost_net.ko of this tree)", us, RX_GAP_PARAM);
+	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
 }
 
 /*
@@ -2159,9 +2162,7 @@ TEST_F_TIMEOUT(net, rx_calls_are_paced_while_the_guest_only_receives, 60)
 
 	if (!variant->kvmx)
 		SKIP(return, "vhost_net calls at once");
-	set_rx_gap(_metadata, self, RX_GAP_TEST_US);
-	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
-	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	rx_start_paced(_metadata, self, RX_GAP_TEST_US);
 	rx_one(_metadata, self, 0);
 	ASSERT_EQ(1ULL, calls_wait(self, NET_VQ_RX, WAIT_MS)) TH_LOG("the first frame's call waited");
 	first_call = now_ms();
@@ -2192,18 +2193,13 @@ TEST_F_TIMEOUT(net, rx_call_is_at_once_for_a_guest_that_answers, 60)
 
 	if (!variant->kvmx)
 		SKIP(return, "vhost_net calls at once");
-	set_rx_gap(_metadata, self, RX_GAP_TEST_US);
-	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
-	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	rx_start_paced(_metadata, self, RX_GAP_TEST_US);
 	for (i = 0; i < 4; i++) {
 		rx_one(_metadata, self, i);
 		EXPECT_EQ(1ULL, calls_wait(self, NET_VQ_RX, RX_GAP_TEST_MS / 3))
 			TH_LOG("round trip %u: the RX call waited", i);
 		/* The answer. */
-		net_frame(self->frame, 200, 100 + i, &self->rng);
-		ASSERT_LE(0, tx(_metadata, &self->nd, self->frame, 200, NULL, 0, false));
-		expect_on_tap(_metadata, self, self->pkt, self->frame, 200);
-		expect_tx_done(_metadata, &self->nd, 1);
+		tx_as_driver(_metadata, self, 100 + i);
 	}
 	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "rx_calls_paced"));
 }
@@ -2224,13 +2220,9 @@ TEST_F_TIMEOUT(net, rx_call_is_at_once_while_the_guest_talks, 60)
 	if (!variant->kvmx)
 		SKIP(return, "vhost_net calls at once");
 	/* The longest gap there is: a paced call waits up to 1 s. */
-	set_rx_gap(_metadata, self, 1000000);
-	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
-	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	rx_start_paced(_metadata, self, 1000000);
 	t0 = now_ms();
-	net_frame(self->frame, 200, 7, &self->rng);
-	ASSERT_LE(0, tx(_metadata, &self->nd, self->frame, 200, NULL, 0, false));
-	expect_on_tap(_metadata, self, self->pkt, self->frame, 200);
+	tx_as_driver(_metadata, self, 7);
 	/* Answered: the frame went out since the last RX call (none). */
 	rx_one(_metadata, self, 0);
 	first = calls_wait(self, NET_VQ_RX, 300);
@@ -2270,9 +2262,7 @@ TEST_F_TIMEOUT(net, rx_paced_call_goes_out_when_the_call_fd_changes_or_the_devic
 	if (!variant->kvmx)
 		SKIP(return, "vhost_net calls at once");
 	/* The longest gap there is: a call that waits it out takes 1 s. */
-	set_rx_gap(_metadata, self, 1000000);
-	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
-	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	rx_start_paced(_metadata, self, 1000000);
 	rx_one(_metadata, self, 0);
 	ASSERT_EQ(1ULL, calls_wait(self, NET_VQ_RX, WAIT_MS));
 	rx_one(_metadata, self, 1);
@@ -2311,14 +2301,12 @@ TEST_F(net, rx_call_gap_us_0_calls_at_once_and_refuses_garbage)
 
 	if (!variant->kvmx)
 		SKIP(return, "rx_call_gap_us is a parameter of kvmx_vhost_net only");
-	set_rx_gap(_metadata, self, 0);
+	rx_start_paced(_metadata, self, 0);
 	for (i = 0; i < ARRAY_SIZE(bad); i++) {
 		EXPECT_EQ(-EINVAL, param_write(RX_GAP_PARAM, bad[i]))
 			TH_LOG("rx_call_gap_us given '%s'", bad[i]);
 	}
 	EXPECT_EQ(0, param_read_long(RX_GAP_PARAM));
-	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
-	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
 	for (i = 0; i < 8; i++) {
 		rx_one(_metadata, self, i);
 		EXPECT_EQ(1ULL, calls_wait(self, NET_VQ_RX, WAIT_MS)) TH_LOG("frame %u got no call", i);
