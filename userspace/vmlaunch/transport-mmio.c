@@ -78,13 +78,6 @@ static u32 mmio_isr(struct virtio_mmio *m)
 	return isr;
 }
 
-static u32 mmio_status(struct virtio_mmio *m)
-{
-	return __atomic_load_n(&m->t.status, __ATOMIC_ACQUIRE) |
-	       (__atomic_load_n(&m->t.needs_reset, __ATOMIC_ACQUIRE) ?
-		VIRTIO_CONFIG_S_NEEDS_RESET : 0);
-}
-
 static u32 mmio_read_reg(struct virtio_mmio *m, u64 off)
 {
 	struct virtio_dev *vdev = m->t.vdev;
@@ -108,7 +101,7 @@ static u32 mmio_read_reg(struct virtio_mmio *m, u64 off)
 	case VIRTIO_MMIO_INTERRUPT_STATUS:
 		return mmio_isr(m);
 	case VIRTIO_MMIO_STATUS:
-		return mmio_status(m);
+		return vt_read_status(&m->t);
 	case VIRTIO_MMIO_SHM_LEN_LOW:
 	case VIRTIO_MMIO_SHM_LEN_HIGH:
 		return 0xffffffff;	/* no shared memory region */
@@ -138,10 +131,10 @@ static void mmio_regs_sync_isr(struct virtio_transport *t)
 		return;
 	do {
 		isr = mmio_isr(m);
-		status = mmio_status(m);
+		status = vt_read_status(t);
 		regs_store(m, VIRTIO_MMIO_INTERRUPT_STATUS, isr);
 		regs_store(m, VIRTIO_MMIO_STATUS, status);
-	} while (mmio_isr(m) != isr || mmio_status(m) != status);
+	} while (mmio_isr(m) != isr || vt_read_status(t) != status);
 }
 
 /*
@@ -153,27 +146,21 @@ static void mmio_regs_sync_isr(struct virtio_transport *t)
 static void mmio_regs_sync(struct virtio_transport *t)
 {
 	struct virtio_mmio *m = (struct virtio_mmio *)t;
-	u32 config_size = m->t.vdev->config_size;
-	u8 buf[4];
+	struct virtio_dev *vdev = m->t.vdev;
+	/* The window's config space; what lies beyond it is never read through it. */
+	u8 config[VIRTIO_MMIO_SIZE - VIRTIO_MMIO_CONFIG] = { 0 };
+	u32 config_size = vdev->config_size < sizeof(config) ? vdev->config_size : sizeof(config);
+	u32 val;
 	u64 off;
 
 	if (!m->regs)
 		return;
-	/* What lies beyond the window is never read through it. */
-	if (config_size > VIRTIO_MMIO_SIZE - VIRTIO_MMIO_CONFIG)
-		config_size = VIRTIO_MMIO_SIZE - VIRTIO_MMIO_CONFIG;
 	for (off = 0; off < VIRTIO_MMIO_CONFIG; off += 4)
 		regs_store(m, off, mmio_read_reg(m, off));
+	if (config_size)
+		vdev->ops->read_config(vdev, 0, config, config_size);
 	for (off = 0; off < config_size; off += 4) {
-		u32 len = config_size - off < 4 ? config_size - off : 4, val = 0, i;
-
-		if (len == 4) {
-			vt_config_access(&m->t, off, buf, 4, false);
-		} else {
-			for (i = 0; i < len; i++)
-				vt_config_access(&m->t, off + i, buf + i, 1, false);
-		}
-		memcpy(&val, buf, len);
+		memcpy(&val, config + off, 4);
 		regs_store(m, VIRTIO_MMIO_CONFIG + off, val);
 	}
 	mmio_regs_sync_isr(t);

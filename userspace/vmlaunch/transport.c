@@ -245,10 +245,12 @@ void vt_write_status(struct virtio_transport *t, u32 val)
 	t->status = val | (old & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
+/* Any thread: virtio-mmio's register page shows it as backends change it. */
 u32 vt_read_status(struct virtio_transport *t)
 {
-	return t->status | (__atomic_load_n(&t->needs_reset, __ATOMIC_ACQUIRE) ?
-			    VIRTIO_CONFIG_S_NEEDS_RESET : 0);
+	return __atomic_load_n(&t->status, __ATOMIC_ACQUIRE) |
+	       (__atomic_load_n(&t->needs_reset, __ATOMIC_ACQUIRE) ?
+		VIRTIO_CONFIG_S_NEEDS_RESET : 0);
 }
 
 /* Device config space: 1, 2, 4 and 8-byte accesses inside config_size. */
