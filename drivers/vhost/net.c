@@ -212,10 +212,10 @@ static void net_add_head(struct net_queue *q, u16 head, u32 len)
 	kvmx_used_elem(&q->heads[q->nheads++], head, len);
 }
 
-static unsigned int rx_call_gap_us = 500;
+static unsigned int rx_call_gap_us = 100;
 module_param_cb(rx_call_gap_us, &kvmx_wait_us_ops, &rx_call_gap_us, 0644);
 MODULE_PARM_DESC(rx_call_gap_us,
-		 "Shortest time between two RX calls while the guest sends nothing (us, 0-1000000): a call due sooner waits for the rest of it on a timer, and packets received meanwhile share it (default 500; 0: call at once)");
+		 "Shortest time between two RX calls while the guest sends nothing (us, 0-1000000): a call due sooner waits for the rest of it on a timer, and packets received meanwhile share it (default 100; 0: call at once)");
 
 /*
  * A guest that sent anything this recently is in a conversation, not a
