@@ -1556,7 +1556,6 @@ static void test_teardown(void)
 static struct fake_dev dev_m;	/* on virtio-mmio */
 static u64 mmio_base;		/* dev_m's register window */
 
-
 /* What the guest reads on the page, without an exit. */
 static u32 page_read(u32 off)
 {
