@@ -1712,6 +1712,251 @@ TEST_F_TIMEOUT(net, fdinfo_counts_frames_and_drops, TEST_TIMEOUT_S)
 	EXPECT_STREQ("attached", text);
 }
 
+/* ---- hostile RX chains --------------------------------------------------- */
+
+/*
+ * Publish a raw chain of @n descriptors on RX, without a kick. Its first
+ * descriptor is what net_rx_reap() reads if the chain comes back used.
+ */
+static void rx_raw(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+		   const struct vring_desc *d, unsigned int n)
+{
+	struct vring_drv *vr = &self->nd.vq[NET_VQ_RX];
+	int slot[8];
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		slot[i] = vring_take_desc(vr);
+		ASSERT_LE(0, slot[i]);
+	}
+	for (i = 0; i < n; i++) {
+		uint16_t flags = d[i].flags, next = 0;
+
+		if (flags & VRING_DESC_F_NEXT)
+			next = slot[d[i].next];
+		vring_write_desc(vr, slot[i], d[i].addr, d[i].len, flags, next);
+	}
+	self->nd.rx_gpa[slot[0]] = d[0].addr;
+	self->nd.rx_size[slot[0]] = d[0].len;
+	vring_push_head(vr, slot[0]);
+	vring_publish(vr);
+}
+
+static void expect_guest_bytes(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+			       uint64_t gpa, uint8_t byte, uint32_t len)
+{
+	uint8_t *got = self->buf;
+	uint32_t i;
+
+	ASSERT_GE(BUF_SIZE, len);
+	ASSERT_EQ(0, guest_read(&self->mem, gpa, got, len));
+	for (i = 0; i < len; i++) {
+		ASSERT_EQ(byte, got[i]) TH_LOG("byte %u of a buffer the device must not write changed",
+					      i);
+	}
+}
+
+/*
+ * The RX twin of expect_ring_stopped_at(): the err eventfd fired, the ring
+ * stopped at head @at (no used entry, a good buffer behind it and a kick
+ * change nothing) and VHOST_GET_VRING_BASE names it. The frame that met
+ * the bad chain stays in the tap (expect_rx_ring_revives() checks).
+ */
+static void expect_rx_ring_stopped_at(struct __test_metadata *_metadata,
+				      FIXTURE_DATA(net) *self, uint16_t at)
+{
+	unsigned int base = ~0U;
+
+	ASSERT_EQ(1, eventfd_wait(self->nd.dev.vq[NET_VQ_RX].err, WAIT_MS))
+		TH_LOG("expected the RX err eventfd to fire");
+	expect_no_used(_metadata, &self->nd, NET_VQ_RX, at);
+	ASSERT_EQ(0, net_rx_post(&self->nd, 1, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	expect_no_used(_metadata, &self->nd, NET_VQ_RX, at);
+	ASSERT_EQ(0, vhost_get_vring_base(&self->nd.dev, NET_VQ_RX, &base));
+	ASSERT_EQ(at, base) TH_LOG("expected the RX ring to stop at the bad head");
+}
+
+/*
+ * Reset the RX ring at @at, as a VMM does, and post buffers: the frame that
+ * met the bad chain (@seq, @len bytes, in self->frame) arrives, then a new
+ * one; TX was never affected.
+ */
+static void expect_rx_ring_revives(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+				   uint16_t at, size_t len)
+{
+	uint8_t *later = self->frame + 8192;
+
+	ASSERT_EQ(0, net_ring_reset(&self->nd, NET_VQ_RX, at, self->tap));
+	/* Two, both used here: a bad chain published next is first in line. */
+	ASSERT_EQ(0, net_rx_post(&self->nd, 2, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	expect_rx(_metadata, &self->nd, self->frame, len, 1);
+	net_frame(later, 400, 0x4000 + at, &self->rng);
+	ASSERT_EQ(0, pkt_send(self->pkt, later, 400));
+	expect_rx(_metadata, &self->nd, later, 400, 1);
+	net_frame(later, 200, 0x5000 + at, &self->rng);
+	ASSERT_LE(0, tx(_metadata, &self->nd, later, 200, NULL, 0, false));
+	expect_on_tap(_metadata, self, self->pkt, later, 200);
+	expect_tx_done(_metadata, &self->nd, 1);
+}
+
+/*
+ * An RX chain the device cannot map (outside guest memory, a loop): as
+ * on TX, the ring stops at it with the err eventfd, nothing is written,
+ * and the frame that met it waits in the tap until the VMM resets the
+ * ring. Then it arrives, byte-exact.
+ */
+TEST_F_TIMEOUT(net, hostile_rx_desc_outside_memory_or_loop, TEST_TIMEOUT_S)
+{
+	uint64_t end = guest_gpa_end(&self->mem);
+	uint64_t good = guest_alloc(&self->mem, 2048, 64);
+	struct {
+		const char *what;
+		struct vring_desc d[2];
+		unsigned int n;
+	} bad[] = {
+		{ "past the end of guest memory",
+		  { { end + 0x100000, 2048, VRING_DESC_F_WRITE, 0 } }, 1 },
+		{ "straddling the end of guest memory",
+		  { { end - 100, 2048, VRING_DESC_F_WRITE, 0 } }, 1 },
+		{ "below guest memory",
+		  { { GUEST_BASE_GPA - 0x1000, 2048, VRING_DESC_F_WRITE, 0 } }, 1 },
+		{ "length wrapping the address space",
+		  { { GUEST_BASE_GPA, 0xffffffffU, VRING_DESC_F_WRITE, 0 } }, 1 },
+		{ "a loop",
+		  { { good, 1024, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1 },
+		    { good + 1024, 1024, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 0 } }, 2 },
+	};
+	uint16_t at = 0;
+	unsigned int i;
+
+	ASSERT_NE(0ULL, good);
+	ASSERT_EQ(0, guest_fill(&self->mem, good, 0xa5, 2048));
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		TH_LOG("RX descriptor %s", bad[i].what);
+		rx_raw(_metadata, self, bad[i].d, bad[i].n);
+		ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+		net_frame(self->frame, 300, i, &self->rng);
+		ASSERT_EQ(0, pkt_send(self->pkt, self->frame, 300));
+		expect_rx_ring_stopped_at(_metadata, self, at);
+		expect_guest_bytes(_metadata, self, good, 0xa5, 2048);
+		at += 1000;
+		expect_rx_ring_revives(_metadata, self, at, 300);
+		at += 2;
+	}
+}
+
+/*
+ * A bad chain second in line for a frame that needs two buffers: the
+ * first, good buffer is given back untouched and the ring stops at it, so
+ * the guest never sees half a frame.
+ */
+TEST_F_TIMEOUT(net, hostile_rx_bad_chain_in_the_middle_of_a_frame, TEST_TIMEOUT_S)
+{
+	uint64_t first = guest_alloc(&self->mem, 512, 64);
+	struct vring_desc d1 = { first, 512, VRING_DESC_F_WRITE, 0 };
+	struct vring_desc d2 = { guest_gpa_end(&self->mem) + 0x100000, 512,
+				 VRING_DESC_F_WRITE, 0 };
+
+	ASSERT_NE(0ULL, first);
+	ASSERT_EQ(0, guest_fill(&self->mem, first, 0x5a, 512));
+	rx_raw(_metadata, self, &d1, 1);
+	rx_raw(_metadata, self, &d2, 1);
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	net_frame(self->frame, 900, 1, &self->rng);
+	ASSERT_EQ(0, pkt_send(self->pkt, self->frame, 900));
+	expect_rx_ring_stopped_at(_metadata, self, 0);
+	expect_guest_bytes(_metadata, self, first, 0x5a, 512);
+	expect_rx_ring_revives(_metadata, self, 7, 900);
+}
+
+/*
+ * A device-readable buffer in an RX chain breaks only a network rule.
+ * kvmx returns the chain unused (length 0) with the err eventfd and puts
+ * the frame in the next chain at once (Documentation/vhost-net.rst,
+ * Hostile input). vhost_net signals the err eventfd and keeps the chain
+ * without returning it; the frame waits for the next kick. Neither
+ * writes the readable buffer.
+ */
+TEST_F_TIMEOUT(net, hostile_rx_readable_desc, TEST_TIMEOUT_S)
+{
+	uint64_t rbuf = guest_alloc(&self->mem, 2048, 64);
+	struct vring_desc d = { rbuf, 2048, 0, 0 };
+	struct vring_used_elem e;
+	int fd = self->nd.dev.fd;
+
+	ASSERT_NE(0ULL, rbuf);
+	ASSERT_EQ(0, guest_fill(&self->mem, rbuf, 0xc3, 2048));
+	rx_raw(_metadata, self, &d, 1);
+	ASSERT_EQ(0, net_rx_post(&self->nd, 2, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	net_frame(self->frame, 500, 1, &self->rng);
+	ASSERT_EQ(0, pkt_send(self->pkt, self->frame, 500));
+	ASSERT_EQ(1, eventfd_wait(self->nd.dev.vq[NET_VQ_RX].err, WAIT_MS))
+		TH_LOG("expected the RX err eventfd to fire");
+	if (variant->kvmx) {
+		ASSERT_EQ(0, vring_wait_used_idx(&self->nd.vq[NET_VQ_RX], 1, WAIT_MS));
+		ASSERT_EQ(1, vring_reap(&self->nd.vq[NET_VQ_RX], &e));
+		EXPECT_EQ(0U, e.id) TH_LOG("expected the readable chain back first");
+		EXPECT_EQ(0U, e.len);
+		expect_rx(_metadata, &self->nd, self->frame, 500, 1);
+		EXPECT_EQ(1, fdinfo_wait(fd, "rx_dropped", 1));
+		EXPECT_EQ(1, fdinfo_value(fd, "rx_packets"));
+	} else {
+		expect_no_used(_metadata, &self->nd, NET_VQ_RX, 0);
+		ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+		expect_rx(_metadata, &self->nd, self->frame, 500, 1);
+		expect_no_used(_metadata, &self->nd, NET_VQ_RX, 1);
+	}
+	expect_guest_bytes(_metadata, self, rbuf, 0xc3, 2048);
+	/* The ring goes on. */
+	net_frame(self->frame, 600, 2, &self->rng);
+	ASSERT_EQ(0, pkt_send(self->pkt, self->frame, 600));
+	expect_rx(_metadata, &self->nd, self->frame, 600, 1);
+}
+
+/*
+ * Guest memory the VMM made read-only under a posted RX buffer: tun's
+ * copy faults, the frame is dropped (and kvmx counts an error), the buffer
+ * stays the guest's, and once the memory is writable again the next frame
+ * lands in that same buffer.
+ */
+TEST_F_TIMEOUT(net, rx_buffer_read_only_drops_the_frame_and_keeps_the_buffer, TEST_TIMEOUT_S)
+{
+	uint64_t gpa = guest_alloc(&self->mem, GUEST_PAGE_SIZE, GUEST_PAGE_SIZE);
+	struct vring_desc d = { gpa, GUEST_PAGE_SIZE, VRING_DESC_F_WRITE, 0 };
+	int fd = self->nd.dev.fd;
+	struct net_rx_frame f;
+	void *hva;
+
+	ASSERT_NE(0ULL, gpa);
+	hva = guest_hva(&self->mem, gpa, GUEST_PAGE_SIZE);
+	ASSERT_NE(NULL, hva);
+	ASSERT_EQ(0, guest_fill(&self->mem, gpa, 0x3c, GUEST_PAGE_SIZE));
+	rx_raw(_metadata, self, &d, 1);
+	ASSERT_EQ(0, mprotect(hva, GUEST_PAGE_SIZE, PROT_READ));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	net_frame(self->frame, 700, 1, &self->rng);
+	ASSERT_EQ(0, pkt_send(self->pkt, self->frame, 700));
+	if (variant->kvmx) {
+		EXPECT_EQ(1, fdinfo_wait(fd, "rx_errors", 1));
+		EXPECT_EQ(0, fdinfo_value(fd, "rx_packets"));
+	}
+	expect_no_used(_metadata, &self->nd, NET_VQ_RX, 0);
+	ASSERT_EQ(0, mprotect(hva, GUEST_PAGE_SIZE, PROT_READ | PROT_WRITE));
+	expect_guest_bytes(_metadata, self, gpa, 0x3c, 64);
+
+	net_frame(self->frame, 800, 2, &self->rng);
+	ASSERT_EQ(0, pkt_send(self->pkt, self->frame, 800));
+	ASSERT_EQ(1, net_rx_reap(&self->nd, &f, WAIT_MS))
+		TH_LOG("expected the frame sent after the memory became writable");
+	EXPECT_EQ(0U, f.head[0]) TH_LOG("expected the same buffer to take it");
+	EXPECT_EQ(800U, f.len);
+	EXPECT_EQ(-1, net_mismatch(self->frame, f.data, f.len < 800 ? f.len : 800));
+	free(f.data);
+}
+
 /* ---- adaptive busy polling (kvmx only) ---------------------------------- */
 
 /* Longer than any turnaround of ours, shorter than an idle gap we make. */
