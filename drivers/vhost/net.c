@@ -853,9 +853,15 @@ static void net_handle_rx(struct kvmx_vq *vq)
 			/*
 			 * Someone else read the socket, the backend went away,
 			 * or guest memory faulted: the packet is gone, the
-			 * buffers stay the guest's.
+			 * buffers stay the guest's. Only the fault is the
+			 * VMM's or the guest's doing, and worth a line.
 			 */
-			pr_debug("vq %u: recvmsg of %zu bytes: %d\n", vq->index, sock_len, err);
+			if (err == -EFAULT)
+				pr_warn_ratelimited("vq %u: RX buffers not writable (guest memory faulted); packet of %zu bytes dropped\n",
+						    vq->index, sock_len);
+			else
+				pr_debug("vq %u: recvmsg of %zu bytes: %d\n", vq->index, sock_len,
+					 err);
 			kvmx_vq_discard(vq, n);
 			q->errors++;
 			goto next;
