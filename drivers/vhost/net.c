@@ -596,8 +596,16 @@ static void net_handle_tx(struct kvmx_vq *vq)
 			break;
 		}
 		if (unlikely(err < 0)) {
-			/* The tap is down, detached or refused the header. */
-			pr_debug("vq %u: sendmsg of %zu bytes: %d\n", vq->index, len, err);
+			/*
+			 * The tap is down, detached or refused the header, or
+			 * (worth a line: the VMM's or the guest's doing) the
+			 * frame's guest memory faulted.
+			 */
+			if (err == -EFAULT)
+				pr_warn_ratelimited("vq %u: TX chain %u: guest memory unreadable; dropped\n",
+						    vq->index, chain.head);
+			else
+				pr_debug("vq %u: sendmsg of %zu bytes: %d\n", vq->index, len, err);
 			q->errors++;
 			goto done;
 		}

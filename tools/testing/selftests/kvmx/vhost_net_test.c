@@ -1957,6 +1957,73 @@ TEST_F_TIMEOUT(net, rx_buffer_read_only_drops_the_frame_and_keeps_the_buffer, TE
 	free(f.data);
 }
 
+/*
+ * Guest memory the VMM made unreadable (PROT_NONE) under a published TX
+ * frame. kvmx drops it, counts it and returns the chain with the err
+ * eventfd (a small frame, copied into its batch: tx_dropped) or without
+ * (a frame over a page, which tun copies itself: tx_errors); the ring
+ * goes on. vhost_net gives a small frame's chain back to the ring and
+ * sends it once the memory is readable again and the guest kicks; a big
+ * one it drops. Nothing partial reaches the tap from either.
+ */
+TEST_F_TIMEOUT(net, tx_buffer_unreadable, TEST_TIMEOUT_S)
+{
+	static const uint32_t sizes[] = { 200, 5000 };
+	int fd = self->nd.dev.fd;
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
+		uint64_t at = (self->mem.next_gpa + GUEST_PAGE_SIZE - 1) & ~(GUEST_PAGE_SIZE - 1);
+		uint64_t span = (NET_HDR_LEN + sizes[i] + GUEST_PAGE_SIZE - 1) &
+				~(GUEST_PAGE_SIZE - 1);
+		bool retried = !variant->kvmx && sizes[i] < GUEST_PAGE_SIZE;
+		uint16_t used = vring_used_idx(&self->nd.vq[NET_VQ_TX]);
+		struct vring_used_elem e;
+		void *hva;
+
+		TH_LOG("%u-byte frame", sizes[i]);
+		net_frame(self->frame, sizes[i], i, &self->rng);
+		ASSERT_LE(0, net_tx_queue_at(&self->nd, at, NULL, self->frame, sizes[i], NULL, 0,
+					     false));
+		hva = guest_hva(&self->mem, at, span);
+		ASSERT_NE(NULL, hva);
+		ASSERT_EQ(0, mprotect(hva, span, PROT_NONE));
+		ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_TX));
+		if (variant->kvmx) {
+			if (sizes[i] < GUEST_PAGE_SIZE) {
+				ASSERT_EQ(1, eventfd_wait(self->nd.dev.vq[NET_VQ_TX].err, WAIT_MS))
+					TH_LOG("expected the TX err eventfd to fire");
+				EXPECT_EQ(1, fdinfo_wait(fd, "tx_dropped", 1));
+			} else {
+				EXPECT_EQ(1, fdinfo_wait(fd, "tx_errors", 1));
+			}
+		}
+		if (!retried) {
+			ASSERT_EQ(0, vring_wait_used_idx(&self->nd.vq[NET_VQ_TX], used + 1, WAIT_MS));
+		}
+		expect_nothing_on_tap(_metadata, self);
+		if (retried) {
+			expect_no_used(_metadata, &self->nd, NET_VQ_TX, used);
+		}
+		ASSERT_EQ(0, mprotect(hva, span, PROT_READ | PROT_WRITE));
+		if (retried) {
+			ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_TX));
+			expect_on_tap(_metadata, self, self->pkt, self->frame, sizes[i]);
+			ASSERT_EQ(0, vring_wait_used_idx(&self->nd.vq[NET_VQ_TX], used + 1, WAIT_MS));
+		}
+		ASSERT_EQ(1, vring_reap(&self->nd.vq[NET_VQ_TX], &e));
+		EXPECT_EQ(0U, e.len);
+		/* The ring goes on. */
+		net_frame(self->frame, 300, 10 + i, &self->rng);
+		ASSERT_LE(0, tx(_metadata, &self->nd, self->frame, 300, NULL, 0, false));
+		expect_on_tap(_metadata, self, self->pkt, self->frame, 300);
+		expect_tx_done(_metadata, &self->nd, 1);
+	}
+	if (variant->kvmx) {
+		EXPECT_EQ(2, fdinfo_value(fd, "tx_packets"));
+	}
+}
+
 /* ---- adaptive busy polling (kvmx only) ---------------------------------- */
 
 /* Longer than any turnaround of ours, shorter than an idle gap we make. */
