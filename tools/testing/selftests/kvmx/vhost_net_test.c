@@ -736,14 +736,18 @@ static void expect_ring_revives(struct __test_metadata *_metadata, FIXTURE_DATA(
 	expect_rx(_metadata, &self->nd, self->frame, 400, 1);
 }
 
-/* Publish a raw chain of @n descriptors on TX and kick. */
-static void tx_raw(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
-		   const struct vring_desc *d, unsigned int n)
+/*
+ * Publish a raw chain of @n descriptors (at most 8; d[i].next indexes @d)
+ * on ring @idx, without a kick; *@head is its head.
+ */
+static void raw_chain(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+		      unsigned int idx, const struct vring_desc *d, unsigned int n, int *head)
 {
-	struct vring_drv *vr = &self->nd.vq[NET_VQ_TX];
+	struct vring_drv *vr = &self->nd.vq[idx];
 	int slot[8];
 	unsigned int i;
 
+	ASSERT_GE(ARRAY_SIZE(slot), n);
 	for (i = 0; i < n; i++) {
 		slot[i] = vring_take_desc(vr);
 		ASSERT_LE(0, slot[i]);
@@ -757,6 +761,16 @@ static void tx_raw(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
 	}
 	vring_push_head(vr, slot[0]);
 	vring_publish(vr);
+	*head = slot[0];
+}
+
+/* A raw chain on TX, kicked. */
+static void tx_raw(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+		   const struct vring_desc *d, unsigned int n)
+{
+	int head;
+
+	raw_chain(_metadata, self, NET_VQ_TX, d, n, &head);
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_TX));
 }
 
@@ -1721,25 +1735,11 @@ TEST_F_TIMEOUT(net, fdinfo_counts_frames_and_drops, TEST_TIMEOUT_S)
 static void rx_raw(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
 		   const struct vring_desc *d, unsigned int n)
 {
-	struct vring_drv *vr = &self->nd.vq[NET_VQ_RX];
-	int slot[8];
-	unsigned int i;
+	int head;
 
-	for (i = 0; i < n; i++) {
-		slot[i] = vring_take_desc(vr);
-		ASSERT_LE(0, slot[i]);
-	}
-	for (i = 0; i < n; i++) {
-		uint16_t flags = d[i].flags, next = 0;
-
-		if (flags & VRING_DESC_F_NEXT)
-			next = slot[d[i].next];
-		vring_write_desc(vr, slot[i], d[i].addr, d[i].len, flags, next);
-	}
-	self->nd.rx_gpa[slot[0]] = d[0].addr;
-	self->nd.rx_size[slot[0]] = d[0].len;
-	vring_push_head(vr, slot[0]);
-	vring_publish(vr);
+	raw_chain(_metadata, self, NET_VQ_RX, d, n, &head);
+	self->nd.rx_gpa[head] = d[0].addr;
+	self->nd.rx_size[head] = d[0].len;
 }
 
 static void expect_guest_bytes(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
@@ -1876,8 +1876,8 @@ TEST_F_TIMEOUT(net, hostile_rx_bad_chain_in_the_middle_of_a_frame, TEST_TIMEOUT_
  * kvmx returns the chain unused (length 0) with the err eventfd and puts
  * the frame in the next chain at once (Documentation/vhost-net.rst,
  * Hostile input). vhost_net signals the err eventfd and keeps the chain
- * without returning it; the frame waits for the next kick. Neither
- * writes the readable buffer.
+ * without returning it; the frame waits for its next run (a kick, or a
+ * wakeup already queued). Neither writes the readable buffer.
  */
 TEST_F_TIMEOUT(net, hostile_rx_readable_desc, TEST_TIMEOUT_S)
 {
@@ -1904,7 +1904,10 @@ TEST_F_TIMEOUT(net, hostile_rx_readable_desc, TEST_TIMEOUT_S)
 		EXPECT_EQ(1, fdinfo_wait(fd, "rx_dropped", 1));
 		EXPECT_EQ(1, fdinfo_value(fd, "rx_packets"));
 	} else {
-		expect_no_used(_metadata, &self->nd, NET_VQ_RX, 0);
+		/*
+		 * Not asserted: that the frame waits. A socket wakeup queued
+		 * before the handler met the bad chain runs it again (seen).
+		 */
 		ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
 		expect_rx(_metadata, &self->nd, self->frame, 500, 1);
 		expect_no_used(_metadata, &self->nd, NET_VQ_RX, 1);
