@@ -24,6 +24,7 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/gfp.h>
+#include <linux/hrtimer.h>
 #include <linux/if_tap.h>
 #include <linux/if_tun.h>
 #include <linux/if_vlan.h>
@@ -104,6 +105,10 @@ struct net_queue {
 	bool call_owed;			/* published, the guest not yet called */
 	struct kvmx_hold hold;		/* TX: the call held while we poll */
 	u64 tx_packets_at_call;		/* RX: TX's packets at our last call */
+	/* RX: giving a guest short of buffers time to catch up. */
+	struct hrtimer refill_timer;
+	ktime_t refill_due;		/* until then the timer brings us back */
+	bool refill_waited;		/* this shortage had its wait */
 	unsigned long tx_jiffies;	/* TX: when the guest last sent anything */
 	/*
 	 * A backend swap, reset or close waits for vq.mutex, which a polling
@@ -130,6 +135,7 @@ struct net_queue {
 	u64 bytes;
 	u64 dropped;			/* malformed, oversize, or no buffer */
 	u64 errors;			/* the backend refused or faulted */
+	u64 refill_waits;		/* RX: waits for a guest short of buffers */
 };
 
 struct net_dev {
@@ -224,6 +230,15 @@ MODULE_PARM_DESC(rx_call_gap_us,
  */
 #define NET_TALK_MS	100
 
+/* Did the guest send anything in the last NET_TALK_MS? */
+static bool net_guest_talked_lately(struct net_queue *rx)
+{
+	struct net_dev *n = container_of(rx->vq.dev, struct net_dev, dev);
+
+	return time_before(jiffies, READ_ONCE(n->queues[NET_VQ_TX].tx_jiffies) +
+				    msecs_to_jiffies(NET_TALK_MS));
+}
+
 /*
  * How long this RX call may wait (see kvmx_vq_signal_paced()). Only a
  * guest that just receives is paced. One that sent something since its
@@ -235,14 +250,57 @@ MODULE_PARM_DESC(rx_call_gap_us,
 static u64 net_rx_call_gap_ns(struct net_queue *rx)
 {
 	struct net_dev *n = container_of(rx->vq.dev, struct net_dev, dev);
-	struct net_queue *tx = &n->queues[NET_VQ_TX];
-	u64 tx_packets = READ_ONCE(tx->packets);
-	bool talking = tx_packets != rx->tx_packets_at_call ||
-		       time_before(jiffies, READ_ONCE(tx->tx_jiffies) +
-					    msecs_to_jiffies(NET_TALK_MS));
+	u64 tx_packets = READ_ONCE(n->queues[NET_VQ_TX].packets);
+	bool talking = tx_packets != rx->tx_packets_at_call || net_guest_talked_lately(rx);
 
 	rx->tx_packets_at_call = tx_packets;
 	return talking ? 0 : (u64)READ_ONCE(rx_call_gap_us) * NSEC_PER_USEC;
+}
+
+/*
+ * Off by default: a fixed wait also idles a fast guest that only fell
+ * behind for a burst (on hardware, a 256-buffer ring drains in a fraction
+ * of 1 ms), where under nested TCG it was measured to help a flooded one
+ * (Documentation/vhost-net.rst, RX refill wait).
+ */
+static unsigned int rx_refill_wait_us;
+module_param_cb(rx_refill_wait_us, &kvmx_wait_us_ops, &rx_refill_wait_us, 0644);
+MODULE_PARM_DESC(rx_refill_wait_us,
+		 "When a guest that sends nothing runs out of RX buffers, how long (us, 0-1000000) to leave the buffers it posts meanwhile empty before filling them; tun drops what comes in the meantime (default 0: fill them at once)");
+
+/*
+ * RX ran out of the guest's buffers: the guest does not keep up. Filling
+ * each buffer the moment it is posted keeps its NAPI poll from ever
+ * finding the ring empty: all its CPU goes to receiving packets that its
+ * full socket then drops (receive livelock), and its reader starves. A
+ * guest that only receives is left alone for rx_refill_wait_us instead,
+ * its kicks off: its poll completes, its reader drains the socket, and
+ * tun drops the excess in the host, where a drop costs the guest nothing.
+ * A guest that talks may be waiting for this very packet (see
+ * net_rx_call_gap_ns()) and is not made to wait. Once per shortage: if no
+ * buffers came by then, the guest's kick brings us back as usual.
+ *
+ * Return: true if the refill timer will bring the handler back.
+ */
+static bool net_rx_wait_for_refill(struct net_queue *q)
+{
+	u64 wait_ns = (u64)READ_ONCE(rx_refill_wait_us) * NSEC_PER_USEC;
+
+	if (!wait_ns || q->refill_waited || net_guest_talked_lately(q))
+		return false;
+	q->refill_waited = true;
+	q->refill_due = ktime_add_ns(ktime_get(), wait_ns);
+	q->refill_waits++;
+	hrtimer_start(&q->refill_timer, q->refill_due, HRTIMER_MODE_ABS_SOFT);
+	return true;
+}
+
+static enum hrtimer_restart net_rx_refill_timer_fn(struct hrtimer *timer)
+{
+	struct net_queue *q = container_of(timer, struct net_queue, refill_timer);
+
+	kvmx_vq_queue_work(&q->vq);
+	return HRTIMER_NORESTART;
 }
 
 /* Call the guest for what was published, held or not. */
@@ -809,6 +867,12 @@ static void net_handle_rx(struct kvmx_vq *vq)
 
 	if (!sock)
 		return;
+	/* Leaving a guest time to catch up: the refill timer calls us back. */
+	if (q->refill_due) {
+		if (ktime_before(ktime_get(), q->refill_due))
+			return;
+		q->refill_due = 0;
+	}
 	kvmx_vq_disable_notify(vq);
 	/* We are draining the socket: its wakeups would only requeue us. */
 	net_poll_stop(q);
@@ -841,6 +905,8 @@ static void net_handle_rx(struct kvmx_vq *vq)
 		if (n < 0)
 			break;
 		if (!n) {
+			if (net_rx_wait_for_refill(q))
+				break;
 			/* Out of buffers: the guest's kick brings us back. */
 			if (net_rearm_or_go_on(vq, &pkts))
 				continue;
@@ -884,6 +950,7 @@ static void net_handle_rx(struct kvmx_vq *vq)
 		if (q->nheads >= NET_BATCH)
 			net_flush_used(q);
 		q->packets++;
+		q->refill_waited = false;
 		q->bytes += sock_len - q->sock_hlen;
 next:
 		bytes += vhost_len;
@@ -953,6 +1020,10 @@ static struct socket *net_queue_detach(struct net_queue *q)
 	struct socket *sock = q->sock;
 
 	net_poll_stop(q);
+	/* After this no handler runs with a socket, so none restarts it. */
+	hrtimer_cancel(&q->refill_timer);
+	q->refill_due = 0;
+	q->refill_waited = false;
 	kvmx_vq_stop(&q->vq);
 	net_rx_unconsume(q);
 	/*
@@ -1202,6 +1273,9 @@ static int net_open(struct inode *inode, struct file *file)
 	for (i = 0; i < NET_NVQS; i++) {
 		struct net_queue *q = &n->queues[i];
 
+		hrtimer_init(&q->refill_timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_SOFT);
+		q->refill_timer.function = net_rx_refill_timer_fn;
+
 		/* RX publishes a batch plus at most one packet's buffers. */
 		q->heads = kvmalloc_array(NET_BATCH + KVMX_MAX_SEGS + 1, sizeof(*q->heads),
 					  GFP_KERNEL_ACCOUNT);
@@ -1303,8 +1377,10 @@ static void net_show_fdinfo(struct seq_file *m, struct file *file)
 		seq_printf(m, "%s_dropped:\t%llu\n", names[i], READ_ONCE(q->dropped));
 		seq_printf(m, "%s_errors:\t%llu\n", names[i], READ_ONCE(q->errors));
 		seq_printf(m, "%s_poll_ns:\t%u\n", names[i], READ_ONCE(q->vq.poll_ns));
-		if (i == NET_VQ_RX)
+		if (i == NET_VQ_RX) {
 			seq_printf(m, "rx_calls_paced:\t%llu\n", READ_ONCE(q->vq.calls_paced));
+			seq_printf(m, "rx_refill_waits:\t%llu\n", READ_ONCE(q->refill_waits));
+		}
 		if (i != NET_VQ_TX)
 			continue;
 		seq_printf(m, "%s_hold_ns:\t%u\n", names[i], READ_ONCE(q->hold.hold_ns));

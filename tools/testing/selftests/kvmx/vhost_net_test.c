@@ -89,6 +89,7 @@
 #define HOLD_PARAM	"/sys/module/kvmx_vhost_net/parameters/signal_hold_max_us"
 #define INLINE_PARAM	"/sys/module/kvmx_core/parameters/kick_inline"
 #define RX_GAP_PARAM	"/sys/module/kvmx_vhost_net/parameters/rx_call_gap_us"
+#define REFILL_PARAM	"/sys/module/kvmx_vhost_net/parameters/rx_refill_wait_us"
 
 /* 1 or 0; -1 if unreadable. */
 static int read_tx_worker_param(void)
@@ -131,6 +132,7 @@ FIXTURE(net) {
 	long saved_hold_max;	/* HOLD_PARAM to restore; -1: untouched */
 	char saved_inline[8];	/* INLINE_PARAM to restore; "": untouched */
 	long saved_rx_gap;	/* RX_GAP_PARAM to restore; -1: untouched */
+	long saved_refill;	/* REFILL_PARAM to restore; -1: untouched */
 };
 
 FIXTURE_VARIANT(net) {
@@ -167,6 +169,7 @@ FIXTURE_SETUP(net)
 	self->nd.dev.fd = -1;
 	self->saved_hold_max = -1;
 	self->saved_rx_gap = -1;
+	self->saved_refill = -1;
 	self->saved_inline[0] = '\0';
 	if (access(variant->path, F_OK))
 		SKIP(return, "%s is missing: %s", variant->path, variant->missing);
@@ -203,6 +206,8 @@ FIXTURE_TEARDOWN(net)
 		param_write(INLINE_PARAM, self->saved_inline);
 	if (self->saved_rx_gap >= 0)
 		param_write_long(RX_GAP_PARAM, self->saved_rx_gap);
+	if (self->saved_refill >= 0)
+		param_write_long(REFILL_PARAM, self->saved_refill);
 	/* The device first: it holds the tap and uses guest memory. */
 	if (self->dev_open)
 		net_dev_close(&self->nd);
@@ -2627,6 +2632,139 @@ TEST_F(net, rx_call_gap_us_0_calls_at_once_and_refuses_garbage)
 		EXPECT_EQ(1ULL, calls_wait(self, NET_VQ_RX, WAIT_MS)) TH_LOG("frame %u got no call", i);
 	}
 	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "rx_calls_paced"));
+}
+
+/* ---- RX refill wait (kvmx only) ------------------------------------------ */
+
+/* The longest wait there is: 1 s, far beyond any turnaround of ours. */
+#define REFILL_TEST_US	1000000
+
+/*
+ * Set the refill wait to @us, post @nbufs buffers, kick, and send @nframes
+ * frames (seq 0..), kept in self->frame at 2 KiB strides.
+ */
+static void refill_start(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, long us,
+			 unsigned int nbufs, unsigned int nframes)
+{
+	unsigned int i;
+
+	ASSERT_EQ(0, param_write_long_saved(REFILL_PARAM, us, &self->saved_refill))
+		TH_LOG("writing %ld to %s (kvmx_vhost_net.ko of this tree)", us, REFILL_PARAM);
+	ASSERT_EQ(0, net_rx_post(&self->nd, nbufs, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	for (i = 0; i < nframes; i++) {
+		net_frame(self->frame + i * 2048, 300 + i, i, &self->rng);
+		ASSERT_EQ(0, pkt_send(self->pkt, self->frame + i * 2048, 300 + i));
+	}
+}
+
+static void refill_expect_frames(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+				 unsigned int from, unsigned int to)
+{
+	unsigned int i;
+
+	for (i = from; i < to; i++)
+		expect_rx(_metadata, &self->nd, self->frame + i * 2048, 300 + i, 1);
+}
+
+/*
+ * A guest that sends nothing and runs out of RX buffers is behind: the
+ * buffers it posts next stay empty for the wait, the frames meanwhile
+ * wait in the tap, and then they arrive, in order. One wait per shortage.
+ */
+TEST_F_TIMEOUT(net, rx_refill_wait_leaves_a_silent_guest_short_of_buffers_alone, 60)
+{
+	int64_t t0;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net fills buffers as they come");
+	refill_start(_metadata, self, REFILL_TEST_US, 2, 4);
+	refill_expect_frames(_metadata, self, 0, 2);
+	ASSERT_EQ(1, fdinfo_wait(self->nd.dev.fd, "rx_refill_waits", 1))
+		TH_LOG("expected a wait once the 2 buffers were used");
+	t0 = now_ms();
+	ASSERT_EQ(0, net_rx_post(&self->nd, 4, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	expect_no_used(_metadata, &self->nd, NET_VQ_RX, 2);
+	if (now_ms() - t0 > REFILL_TEST_US / 2000)
+		SKIP(return, "the test VM took %lld ms to check a 1 s wait",
+		     (long long)(now_ms() - t0));
+	refill_expect_frames(_metadata, self, 2, 4);
+	EXPECT_EQ(1, fdinfo_value(self->nd.dev.fd, "rx_refill_waits"));
+	EXPECT_EQ(4, fdinfo_value(self->nd.dev.fd, "rx_packets"));
+}
+
+/* A guest that sent something lately may wait for this very frame: no wait. */
+TEST_F_TIMEOUT(net, rx_refill_wait_spares_a_guest_that_talks, 60)
+{
+	int64_t t_tx, t0, elapsed;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net fills buffers as they come");
+	tx_as_driver(_metadata, self, 99);
+	t_tx = now_ms();
+	refill_start(_metadata, self, REFILL_TEST_US, 2, 4);
+	refill_expect_frames(_metadata, self, 0, 2);
+	/* The shortage began by now. */
+	elapsed = now_ms() - t_tx;
+	t0 = now_ms();
+	ASSERT_EQ(0, net_rx_post(&self->nd, 4, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	refill_expect_frames(_metadata, self, 2, 4);
+	if (fdinfo_value(self->nd.dev.fd, "rx_refill_waits") && elapsed >= NET_TALK_TEST_MS)
+		SKIP(return, "the test VM took %lld ms, past the talk window, to get here",
+		     (long long)elapsed);
+	EXPECT_GT(REFILL_TEST_US / 2000, now_ms() - t0)
+		TH_LOG("the buffers of a guest that talks waited");
+	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "rx_refill_waits"));
+}
+
+/*
+ * A backend detached during a wait ends it (no timer left on the ring:
+ * KASAN on the debug kernel; the fixture then closes the device): once
+ * attached again, the frames arrive at once.
+ */
+TEST_F_TIMEOUT(net, rx_refill_wait_ends_when_the_backend_is_detached, 60)
+{
+	int64_t t0;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net fills buffers as they come");
+	refill_start(_metadata, self, REFILL_TEST_US, 2, 4);
+	refill_expect_frames(_metadata, self, 0, 2);
+	ASSERT_EQ(1, fdinfo_wait(self->nd.dev.fd, "rx_refill_waits", 1));
+	ASSERT_EQ(0, net_rx_post(&self->nd, 4, 2048));
+	t0 = now_ms();
+	ASSERT_EQ(0, net_set_backend(&self->nd, NET_VQ_RX, -1));
+	ASSERT_EQ(0, net_set_backend(&self->nd, NET_VQ_RX, self->tap));
+	refill_expect_frames(_metadata, self, 2, 4);
+	EXPECT_GT(REFILL_TEST_US / 2000, now_ms() - t0) TH_LOG("the wait outlived the backend");
+	/*
+	 * Two frames for the 2 buffers left, a third short of one: a wait
+	 * that the close (fixture teardown) cuts short.
+	 */
+	refill_start(_metadata, self, REFILL_TEST_US, 0, 3);
+	ASSERT_EQ(2, fdinfo_wait(self->nd.dev.fd, "rx_refill_waits", 2));
+}
+
+TEST_F(net, rx_refill_wait_us_0_fills_at_once_and_refuses_garbage)
+{
+	static const char * const bad[] = { "soon", "-1", "1000001" };
+	unsigned int i;
+
+	if (!variant->kvmx)
+		SKIP(return, "rx_refill_wait_us is a parameter of kvmx_vhost_net only");
+	refill_start(_metadata, self, 0, 2, 4);
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		EXPECT_EQ(-EINVAL, param_write(REFILL_PARAM, bad[i]))
+			TH_LOG("rx_refill_wait_us given '%s'", bad[i]);
+	}
+	EXPECT_EQ(0, param_read_long(REFILL_PARAM));
+	refill_expect_frames(_metadata, self, 0, 2);
+	ASSERT_EQ(0, net_rx_post(&self->nd, 4, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	refill_expect_frames(_metadata, self, 2, 4);
+	EXPECT_EQ(0, fdinfo_value(self->nd.dev.fd, "rx_refill_waits"));
 }
 
 TEST_HARNESS_MAIN
