@@ -106,8 +106,7 @@ struct net_queue {
 	struct kvmx_hold hold;		/* TX: the call held while we poll */
 	u64 tx_packets_at_call;		/* RX: TX's packets at our last call */
 	/* RX: giving a guest short of buffers time to catch up. */
-	struct hrtimer refill_timer;
-	ktime_t refill_due;		/* until then the timer brings us back */
+	struct hrtimer refill_timer;	/* queued: the wait is on */
 	bool refill_waited;		/* this shortage had its wait */
 	unsigned long tx_jiffies;	/* TX: when the guest last sent anything */
 	/*
@@ -289,9 +288,8 @@ static bool net_rx_wait_for_refill(struct net_queue *q)
 	if (!wait_ns || q->refill_waited || net_guest_talked_lately(q))
 		return false;
 	q->refill_waited = true;
-	q->refill_due = ktime_add_ns(ktime_get(), wait_ns);
 	q->refill_waits++;
-	hrtimer_start(&q->refill_timer, q->refill_due, HRTIMER_MODE_ABS_SOFT);
+	hrtimer_start(&q->refill_timer, ns_to_ktime(wait_ns), HRTIMER_MODE_REL_SOFT);
 	return true;
 }
 
@@ -868,11 +866,8 @@ static void net_handle_rx(struct kvmx_vq *vq)
 	if (!sock)
 		return;
 	/* Leaving a guest time to catch up: the refill timer calls us back. */
-	if (q->refill_due) {
-		if (ktime_before(ktime_get(), q->refill_due))
-			return;
-		q->refill_due = 0;
-	}
+	if (hrtimer_is_queued(&q->refill_timer))
+		return;
 	kvmx_vq_disable_notify(vq);
 	/* We are draining the socket: its wakeups would only requeue us. */
 	net_poll_stop(q);
@@ -1022,7 +1017,6 @@ static struct socket *net_queue_detach(struct net_queue *q)
 	net_poll_stop(q);
 	/* After this no handler runs with a socket, so none restarts it. */
 	hrtimer_cancel(&q->refill_timer);
-	q->refill_due = 0;
 	q->refill_waited = false;
 	kvmx_vq_stop(&q->vq);
 	net_rx_unconsume(q);
@@ -1273,7 +1267,7 @@ static int net_open(struct inode *inode, struct file *file)
 	for (i = 0; i < NET_NVQS; i++) {
 		struct net_queue *q = &n->queues[i];
 
-		hrtimer_init(&q->refill_timer, CLOCK_MONOTONIC, HRTIMER_MODE_ABS_SOFT);
+		hrtimer_init(&q->refill_timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_SOFT);
 		q->refill_timer.function = net_rx_refill_timer_fn;
 
 		/* RX publishes a batch plus at most one packet's buffers. */
