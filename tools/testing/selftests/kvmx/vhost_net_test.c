@@ -324,6 +324,24 @@ static void rx_one(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, u
 	expect_rx(_metadata, &self->nd, self->frame, ETH_FRAME_MIN, 1);
 }
 
+/*
+ * The @len guest bytes at @gpa, filled with @byte before, are all still
+ * @byte: the device wrote nothing there.
+ */
+static void expect_guest_bytes(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+			       uint64_t gpa, uint8_t byte, uint32_t len)
+{
+	uint8_t *got = self->buf;
+	uint32_t i;
+
+	ASSERT_GE(BUF_SIZE, len);
+	ASSERT_EQ(0, guest_read(&self->mem, gpa, got, len));
+	for (i = 0; i < len; i++) {
+		ASSERT_EQ(byte, got[i]) TH_LOG("guest byte %#llx, which the device must not write, changed",
+					      (unsigned long long)(gpa + i));
+	}
+}
+
 static void expect_no_used(struct __test_metadata *_metadata, struct net_dev *nd,
 			   unsigned int idx, uint16_t used)
 {
@@ -845,7 +863,6 @@ TEST_F_TIMEOUT(net, hostile_tx_writable_desc, TEST_TIMEOUT_S)
 		{ wbuf, 512, VRING_DESC_F_WRITE, 0 },
 	};
 	struct vring_used_elem e;
-	uint8_t poison[512];
 	unsigned int i;
 	int ret;
 
@@ -876,10 +893,7 @@ TEST_F_TIMEOUT(net, hostile_tx_writable_desc, TEST_TIMEOUT_S)
 	ASSERT_EQ(0, ret);
 	/* vhost_net leaves the bad head unreturned; kvmx returns it (its ABI doc). */
 	ASSERT_EQ(variant->kvmx ? 2U : 1U, i);
-	ASSERT_EQ(0, guest_read(&self->mem, wbuf, poison, sizeof(poison)));
-	for (i = 0; i < sizeof(poison); i++) {
-		ASSERT_EQ(0xa5, poison[i]) TH_LOG("byte %u of the writable TX buffer changed", i);
-	}
+	expect_guest_bytes(_metadata, self, wbuf, 0xa5, 512);
 }
 
 /*
@@ -1225,7 +1239,6 @@ TEST_F_TIMEOUT(net, close_with_buffers_posted, TEST_TIMEOUT_S)
 {
 	uint64_t first, last;
 	unsigned int i;
-	uint8_t b;
 
 	ASSERT_EQ(0, net_rx_post(&self->nd, 16, 2048));
 	first = net_rx_buf_gpa(&self->nd, 0);
@@ -1243,11 +1256,7 @@ TEST_F_TIMEOUT(net, close_with_buffers_posted, TEST_TIMEOUT_S)
 		ASSERT_EQ(0, pkt_send(self->pkt, self->frame + i * 2048, 300 + i));
 	}
 	expect_nothing_on_tap(_metadata, self);
-	for (i = 0; i < last - first; i++) {
-		ASSERT_EQ(0, guest_read(&self->mem, first + i, &b, 1));
-		ASSERT_EQ(0xa5, b) TH_LOG("guest byte %#llx written after close",
-					  (unsigned long long)(first + i));
-	}
+	expect_guest_bytes(_metadata, self, first, 0xa5, last - first);
 
 	ASSERT_EQ(0, net_dev_open(&self->nd, variant->path, &self->mem, RING_NUM, F_DEFAULT));
 	self->dev_open = true;
@@ -1745,20 +1754,6 @@ static void rx_raw(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
 	raw_chain(_metadata, self, NET_VQ_RX, d, n, &head);
 	self->nd.rx_gpa[head] = d[0].addr;
 	self->nd.rx_size[head] = d[0].len;
-}
-
-static void expect_guest_bytes(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
-			       uint64_t gpa, uint8_t byte, uint32_t len)
-{
-	uint8_t *got = self->buf;
-	uint32_t i;
-
-	ASSERT_GE(BUF_SIZE, len);
-	ASSERT_EQ(0, guest_read(&self->mem, gpa, got, len));
-	for (i = 0; i < len; i++) {
-		ASSERT_EQ(byte, got[i]) TH_LOG("byte %u of a buffer the device must not write changed",
-					      i);
-	}
 }
 
 /*
@@ -2683,6 +2678,18 @@ static void refill_expect_frames(struct __test_metadata *_metadata, FIXTURE_DATA
 }
 
 /*
+ * A silent guest short of buffers: its 2 took frames 0 and 1, a 1 s wait
+ * began, and frames 2 and 3 wait in the tap.
+ */
+static void refill_shortage(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self)
+{
+	refill_start(_metadata, self, REFILL_TEST_US, 2, 4);
+	refill_expect_frames(_metadata, self, 0, 2);
+	ASSERT_EQ(1, fdinfo_wait(self->nd.dev.fd, "rx_refill_waits", 1))
+		TH_LOG("expected a wait once the 2 buffers were used");
+}
+
+/*
  * A guest that sends nothing and runs out of RX buffers is behind: the
  * buffers it posts next stay empty for the wait, the frames meanwhile
  * wait in the tap, and then they arrive, in order. One wait per shortage.
@@ -2693,10 +2700,7 @@ TEST_F_TIMEOUT(net, rx_refill_wait_leaves_a_silent_guest_short_of_buffers_alone,
 
 	if (!variant->kvmx)
 		SKIP(return, "vhost_net fills buffers as they come");
-	refill_start(_metadata, self, REFILL_TEST_US, 2, 4);
-	refill_expect_frames(_metadata, self, 0, 2);
-	ASSERT_EQ(1, fdinfo_wait(self->nd.dev.fd, "rx_refill_waits", 1))
-		TH_LOG("expected a wait once the 2 buffers were used");
+	refill_shortage(_metadata, self);
 	t0 = now_ms();
 	ASSERT_EQ(0, net_rx_post(&self->nd, 4, 2048));
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
@@ -2745,9 +2749,7 @@ TEST_F_TIMEOUT(net, rx_refill_wait_ends_when_the_backend_is_detached, 60)
 
 	if (!variant->kvmx)
 		SKIP(return, "vhost_net fills buffers as they come");
-	refill_start(_metadata, self, REFILL_TEST_US, 2, 4);
-	refill_expect_frames(_metadata, self, 0, 2);
-	ASSERT_EQ(1, fdinfo_wait(self->nd.dev.fd, "rx_refill_waits", 1));
+	refill_shortage(_metadata, self);
 	ASSERT_EQ(0, net_rx_post(&self->nd, 4, 2048));
 	t0 = now_ms();
 	ASSERT_EQ(0, net_set_backend(&self->nd, NET_VQ_RX, -1));
