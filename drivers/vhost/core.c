@@ -1064,6 +1064,48 @@ static bool kvmx_vq_should_signal(struct kvmx_vq *vq)
 }
 
 /**
+ * kvmx_vq_read_avail_idx - the guest's avail index as it is now
+ * @vq: the virtqueue, mutex held
+ * @idx: where it goes
+ *
+ * Return: 0, or -EFAULT when the ring cannot be read.
+ */
+int kvmx_vq_read_avail_idx(struct kvmx_vq *vq, u16 *idx)
+{
+	return read_avail_u16(vq, offsetof(struct vring_avail, idx), idx);
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_read_avail_idx);
+
+/**
+ * kvmx_vq_guest_caught_up - has the guest taken every used entry and gone idle?
+ * @vq: the virtqueue, mutex held
+ *
+ * A guest driver that finds no more used entries asks for a call again:
+ * its used_event then names our used index (EVENT_IDX), or it clears
+ * VRING_AVAIL_F_NO_INTERRUPT. While it polls, it asks for none. An
+ * unreadable ring reads as caught up, so the caller goes on and meets
+ * the fault.
+ *
+ * Return: true when the guest waits for a call, with nothing left to take.
+ */
+bool kvmx_vq_guest_caught_up(struct kvmx_vq *vq)
+{
+	u16 val;
+
+	/* Our used index write must be visible before we read their wishes. */
+	smp_mb();
+	if (!kvmx_vq_has_feature(vq, VIRTIO_RING_F_EVENT_IDX)) {
+		if (read_avail_u16(vq, offsetof(struct vring_avail, flags), &val))
+			return true;
+		return !(val & VRING_AVAIL_F_NO_INTERRUPT);
+	}
+	if (read_avail_u16(vq, avail_ring_off(vq->num), &val))
+		return true;
+	return val == vq->last_used_idx;
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_guest_caught_up);
+
+/**
  * kvmx_vq_signal - notify the guest of used buffers, unless it asked not to
  * @vq: the virtqueue, mutex held
  */

@@ -354,6 +354,8 @@ static inline void kvmx_hold_drop(struct kvmx_hold *hold)
 void kvmx_vq_signal(struct kvmx_vq *vq);
 void kvmx_vq_signal_paced(struct kvmx_vq *vq, u64 gap_ns);
 bool kvmx_vq_enable_notify(struct kvmx_vq *vq);
+bool kvmx_vq_guest_caught_up(struct kvmx_vq *vq);
+int kvmx_vq_read_avail_idx(struct kvmx_vq *vq, u16 *idx);
 void kvmx_vq_disable_notify(struct kvmx_vq *vq);
 void kvmx_vq_queue_work(struct kvmx_vq *vq);
 int kvmx_vq_log_write(struct kvmx_vq *vq, const struct kvmx_chain *chain, u32 len);
