@@ -106,7 +106,9 @@ struct net_queue {
 	struct kvmx_hold hold;		/* TX: the call held while we poll */
 	u64 tx_packets_at_call;		/* RX: TX's packets at our last call */
 	/* RX: giving a guest short of buffers time to catch up. */
-	struct hrtimer refill_timer;	/* queued: the wait is on */
+	struct hrtimer refill_timer;	/* brings the handler back to look */
+	ktime_t refill_until;		/* the wait's end at the latest; 0: none */
+	u16 refill_avail;		/* the guest's avail index at the last look */
 	bool refill_waited;		/* this shortage had its wait */
 	unsigned long tx_jiffies;	/* TX: when the guest last sent anything */
 	/*
@@ -135,6 +137,8 @@ struct net_queue {
 	u64 dropped;			/* malformed, oversize, or no buffer */
 	u64 errors;			/* the backend refused or faulted */
 	u64 refill_waits;		/* RX: waits for a guest short of buffers */
+	u64 refill_caught_up;		/* RX: waits that ended as the guest caught up */
+	u64 refill_idle;		/* RX: waits that ended as it posted nothing */
 };
 
 struct net_dev {
@@ -257,27 +261,50 @@ static u64 net_rx_call_gap_ns(struct net_queue *rx)
 }
 
 /*
- * Off by default: a fixed wait also idles a fast guest that only fell
- * behind for a burst (on hardware, a 256-buffer ring drains in a fraction
- * of 1 ms), where under nested TCG it was measured to help a flooded one
- * (Documentation/vhost-net.rst, RX refill wait).
+ * A wait for a guest short of RX buffers (net_rx_wait_for_refill()) lasts
+ * as long as the guest is busy taking what it was given, and no longer
+ * than this. A fast guest that only fell behind for a burst ends it within
+ * a look or two; the limit matters for a slow one.
  */
-static unsigned int rx_refill_wait_us;
+static unsigned int rx_refill_wait_us = 1000;
 module_param_cb(rx_refill_wait_us, &kvmx_wait_us_ops, &rx_refill_wait_us, 0644);
 MODULE_PARM_DESC(rx_refill_wait_us,
-		 "When a guest that sends nothing runs out of RX buffers, how long (us, 0-1000000) to leave the buffers it posts meanwhile empty before filling them; tun drops what comes in the meantime (default 0: fill them at once)");
+		 "When a guest that sends nothing runs out of RX buffers, the longest (us, 0-1000000) to leave the buffers it posts empty while it takes what it has; the wait ends sooner when the guest caught up or posted nothing for rx_refill_look_us; tun drops what comes in meanwhile (default 1000; 0: fill them at once)");
+
+/* Below this, a look on a timer would cost more than the wait saves. */
+#define NET_REFILL_LOOK_MIN_US	10
+
+static int net_refill_look_us_set(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, NET_REFILL_LOOK_MIN_US, KVMX_WAIT_US_LIMIT);
+}
+
+static const struct kernel_param_ops net_refill_look_us_ops = {
+	.set = net_refill_look_us_set,
+	.get = param_get_uint,
+};
+
+static unsigned int rx_refill_look_us = 50;
+module_param_cb(rx_refill_look_us, &net_refill_look_us_ops, &rx_refill_look_us, 0644);
+MODULE_PARM_DESC(rx_refill_look_us,
+		 "How often (us, 10-1000000) an RX refill wait looks at the guest; a guest that posted no buffer since the last look is not busy, and the wait ends (default 50)");
+
+static u64 net_refill_look_ns(u64 left_ns)
+{
+	return min_t(u64, left_ns, (u64)READ_ONCE(rx_refill_look_us) * NSEC_PER_USEC);
+}
 
 /*
  * RX ran out of the guest's buffers: the guest does not keep up. Filling
  * each buffer the moment it is posted keeps its NAPI poll from ever
  * finding the ring empty: all its CPU goes to receiving packets that its
  * full socket then drops (receive livelock), and its reader starves. A
- * guest that only receives is left alone for rx_refill_wait_us instead,
- * its kicks off: its poll completes, its reader drains the socket, and
- * tun drops the excess in the host, where a drop costs the guest nothing.
- * A guest that talks may be waiting for this very packet (see
+ * guest that only receives is left alone instead, its kicks off, while it
+ * takes what it has: its poll completes, its reader drains the socket,
+ * and tun drops the excess in the host, where a drop costs the guest
+ * nothing. A guest that talks may be waiting for this very packet (see
  * net_rx_call_gap_ns()) and is not made to wait. Once per shortage: if no
- * buffers came by then, the guest's kick brings us back as usual.
+ * buffers came by its end, the guest's kick brings us back as usual.
  *
  * Return: true if the refill timer will bring the handler back.
  */
@@ -287,9 +314,55 @@ static bool net_rx_wait_for_refill(struct net_queue *q)
 
 	if (!wait_ns || q->refill_waited || net_guest_talked_lately(q))
 		return false;
+	if (kvmx_vq_read_avail_idx(&q->vq, &q->refill_avail))
+		return false;
 	q->refill_waited = true;
 	q->refill_waits++;
-	hrtimer_start(&q->refill_timer, ns_to_ktime(wait_ns), HRTIMER_MODE_REL_SOFT);
+	q->refill_until = ktime_add_ns(ktime_get(), wait_ns);
+	hrtimer_start(&q->refill_timer, ns_to_ktime(net_refill_look_ns(wait_ns)),
+		      HRTIMER_MODE_REL_SOFT);
+	return true;
+}
+
+/*
+ * Is the refill wait over? Only while the guest is busy taking what it was
+ * given is there anything to wait for. It is not once it has caught up
+ * (taken every used entry and asked for a call again), nor when it posted
+ * no buffer since the last look: a driver that polls with calls off for
+ * good (DPDK's) shows it has nothing left to take only so, and a ring
+ * whose every buffer is posted can take no more. A fast guest that fell
+ * behind for a burst thus loses a look's time at most, which tun's queue
+ * absorbs. Otherwise the wait ends at refill_until.
+ *
+ * Return: true when the handler may go on; otherwise the timer brings it
+ * back for another look.
+ */
+static bool net_rx_refill_wait_over(struct net_queue *q)
+{
+	ktime_t now;
+	u16 avail;
+
+	/* Run by a kick or wakeup before the look that is due. */
+	if (hrtimer_is_queued(&q->refill_timer))
+		return false;
+	now = ktime_get();
+	if (!ktime_before(now, q->refill_until))
+		goto over;
+	if (kvmx_vq_guest_caught_up(&q->vq)) {
+		q->refill_caught_up++;
+		goto over;
+	}
+	if (kvmx_vq_read_avail_idx(&q->vq, &avail) || avail == q->refill_avail) {
+		q->refill_idle++;
+		goto over;
+	}
+	q->refill_avail = avail;
+	hrtimer_start(&q->refill_timer,
+		      ns_to_ktime(net_refill_look_ns(ktime_to_ns(ktime_sub(q->refill_until, now)))),
+		      HRTIMER_MODE_REL_SOFT);
+	return false;
+over:
+	q->refill_until = 0;
 	return true;
 }
 
@@ -866,7 +939,7 @@ static void net_handle_rx(struct kvmx_vq *vq)
 	if (!sock)
 		return;
 	/* Leaving a guest time to catch up: the refill timer calls us back. */
-	if (hrtimer_is_queued(&q->refill_timer))
+	if (q->refill_until && !net_rx_refill_wait_over(q))
 		return;
 	kvmx_vq_disable_notify(vq);
 	/* We are draining the socket: its wakeups would only requeue us. */
@@ -1017,6 +1090,7 @@ static struct socket *net_queue_detach(struct net_queue *q)
 	net_poll_stop(q);
 	/* After this no handler runs with a socket, so none restarts it. */
 	hrtimer_cancel(&q->refill_timer);
+	q->refill_until = 0;
 	q->refill_waited = false;
 	kvmx_vq_stop(&q->vq);
 	net_rx_unconsume(q);
@@ -1374,6 +1448,9 @@ static void net_show_fdinfo(struct seq_file *m, struct file *file)
 		if (i == NET_VQ_RX) {
 			seq_printf(m, "rx_calls_paced:\t%llu\n", READ_ONCE(q->vq.calls_paced));
 			seq_printf(m, "rx_refill_waits:\t%llu\n", READ_ONCE(q->refill_waits));
+			seq_printf(m, "rx_refill_caught_up:\t%llu\n",
+				   READ_ONCE(q->refill_caught_up));
+			seq_printf(m, "rx_refill_idle:\t%llu\n", READ_ONCE(q->refill_idle));
 		}
 		if (i != NET_VQ_TX)
 			continue;

@@ -90,6 +90,7 @@
 #define INLINE_PARAM	"/sys/module/kvmx_core/parameters/kick_inline"
 #define RX_GAP_PARAM	"/sys/module/kvmx_vhost_net/parameters/rx_call_gap_us"
 #define REFILL_PARAM	"/sys/module/kvmx_vhost_net/parameters/rx_refill_wait_us"
+#define REFILL_LOOK_PARAM "/sys/module/kvmx_vhost_net/parameters/rx_refill_look_us"
 
 /* 1 or 0; -1 if unreadable. */
 static int read_tx_worker_param(void)
@@ -133,6 +134,7 @@ FIXTURE(net) {
 	char saved_inline[8];	/* INLINE_PARAM to restore; "": untouched */
 	long saved_rx_gap;	/* RX_GAP_PARAM to restore; -1: untouched */
 	long saved_refill;	/* REFILL_PARAM to restore; -1: untouched */
+	long saved_refill_look;	/* REFILL_LOOK_PARAM to restore; -1: untouched */
 };
 
 FIXTURE_VARIANT(net) {
@@ -170,6 +172,7 @@ FIXTURE_SETUP(net)
 	self->saved_hold_max = -1;
 	self->saved_rx_gap = -1;
 	self->saved_refill = -1;
+	self->saved_refill_look = -1;
 	self->saved_inline[0] = '\0';
 	if (access(variant->path, F_OK))
 		SKIP(return, "%s is missing: %s", variant->path, variant->missing);
@@ -208,6 +211,8 @@ FIXTURE_TEARDOWN(net)
 		param_write_long(RX_GAP_PARAM, self->saved_rx_gap);
 	if (self->saved_refill >= 0)
 		param_write_long(REFILL_PARAM, self->saved_refill);
+	if (self->saved_refill_look >= 0)
+		param_write_long(REFILL_LOOK_PARAM, self->saved_refill_look);
 	/* The device first: it holds the tap and uses guest memory. */
 	if (self->dev_open)
 		net_dev_close(&self->nd);
@@ -2650,16 +2655,21 @@ TEST_F(net, rx_call_gap_us_0_calls_at_once_and_refuses_garbage)
 #define REFILL_TEST_US	1000000
 
 /*
- * Set the refill wait to @us, post @nbufs buffers, kick, and send @nframes
- * frames (seq 0..), kept in self->frame at 2 KiB strides.
+ * Set the refill wait to @us and its look to @look_us, post @nbufs
+ * buffers, kick, and send @nframes frames (seq 0..), kept in self->frame
+ * at 2 KiB strides. The guest is busy taking what it gets: it asks for no
+ * calls, as a NAPI poll does.
  */
 static void refill_start(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self, long us,
-			 unsigned int nbufs, unsigned int nframes)
+			 long look_us, unsigned int nbufs, unsigned int nframes)
 {
 	unsigned int i;
 
 	ASSERT_EQ(0, param_write_long_saved(REFILL_PARAM, us, &self->saved_refill))
 		TH_LOG("writing %ld to %s (kvmx_vhost_net.ko of this tree)", us, REFILL_PARAM);
+	ASSERT_EQ(0, param_write_long_saved(REFILL_LOOK_PARAM, look_us, &self->saved_refill_look))
+		TH_LOG("writing %ld to %s", look_us, REFILL_LOOK_PARAM);
+	vring_set_avail_flags(&self->nd.vq[NET_VQ_RX], VRING_AVAIL_F_NO_INTERRUPT);
 	ASSERT_EQ(0, net_rx_post(&self->nd, nbufs, 2048));
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
 	for (i = 0; i < nframes; i++) {
@@ -2678,39 +2688,144 @@ static void refill_expect_frames(struct __test_metadata *_metadata, FIXTURE_DATA
 }
 
 /*
- * A silent guest short of buffers: its 2 took frames 0 and 1, a 1 s wait
- * began, and frames 2 and 3 wait in the tap.
+ * A silent guest short of buffers: its 2 took frames 0 and 1, a wait of
+ * at most 1 s began, looking every @look_us, and frames 2 and 3 wait in
+ * the tap. Return: a time before the wait began (the frames were sent
+ * after it), so that time since then bounds the wait's age from above.
  */
-static void refill_shortage(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self)
+static int64_t refill_shortage(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+			       long look_us)
 {
-	refill_start(_metadata, self, REFILL_TEST_US, 2, 4);
+	int64_t before = now_ms();
+
+	refill_start(_metadata, self, REFILL_TEST_US, look_us, 2, 4);
 	refill_expect_frames(_metadata, self, 0, 2);
-	ASSERT_EQ(1, fdinfo_wait(self->nd.dev.fd, "rx_refill_waits", 1))
+	EXPECT_EQ(1, fdinfo_wait(self->nd.dev.fd, "rx_refill_waits", 1))
 		TH_LOG("expected a wait once the 2 buffers were used");
+	return before;
+}
+
+static void refill_expect_ends(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+			       long long caught_up, long long idle)
+{
+	EXPECT_EQ(1, fdinfo_value(self->nd.dev.fd, "rx_refill_waits"));
+	EXPECT_EQ(caught_up, fdinfo_value(self->nd.dev.fd, "rx_refill_caught_up"));
+	EXPECT_EQ(idle, fdinfo_value(self->nd.dev.fd, "rx_refill_idle"));
+	EXPECT_EQ(4, fdinfo_value(self->nd.dev.fd, "rx_packets"));
 }
 
 /*
- * A guest that sends nothing and runs out of RX buffers is behind: the
- * buffers it posts next stay empty for the wait, the frames meanwhile
- * wait in the tap, and then they arrive, in order. One wait per shortage.
+ * How often the busy guest below posts a buffer, how long it keeps on,
+ * and the look: long enough for the debug kernel under TCG to post well
+ * within each, short enough that a look ends the wait before its 1 s.
  */
-TEST_F_TIMEOUT(net, rx_refill_wait_leaves_a_silent_guest_short_of_buffers_alone, 60)
+#define REFILL_POST_MS		25
+#define REFILL_BUSY_MS		400
+#define REFILL_BUSY_LOOK_US	200000
+
+/*
+ * A guest that sends nothing and runs out of RX buffers is behind: while
+ * it is busy (calls off, a buffer posted every look or more often), the
+ * buffers it posts stay empty and the frames wait in the tap. Once it
+ * stops posting, the next look or the one after ends the wait, before
+ * its 1 s limit, and the frames arrive in order.
+ */
+TEST_F_TIMEOUT(net, rx_refill_wait_lasts_while_the_guest_is_busy, 60)
 {
-	int64_t t0;
+	int64_t began, last, now;
 
 	if (!variant->kvmx)
 		SKIP(return, "vhost_net fills buffers as they come");
-	refill_shortage(_metadata, self);
-	t0 = now_ms();
+	began = refill_shortage(_metadata, self, REFILL_BUSY_LOOK_US);
+	for (last = began; last - began < REFILL_BUSY_MS; last = now) {
+		if (last != began)
+			usleep(REFILL_POST_MS * 1000);
+		ASSERT_EQ(0, net_rx_post(&self->nd, 1, 2048));
+		now = now_ms();
+		if (now - last > REFILL_BUSY_LOOK_US / 1000 / 2)
+			SKIP(return, "the test VM took %lld ms to post the next buffer",
+			     (long long)(now - last));
+		ASSERT_EQ(2, vring_used_idx(&self->nd.vq[NET_VQ_RX]))
+			TH_LOG("a buffer was filled %lld ms into the wait, the guest busy",
+			       (long long)(now - began));
+	}
+	/* Kicks are off during a wait; this one only matters after it. */
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	refill_expect_frames(_metadata, self, 2, 4);
+	/* Ended by a look, not by its 1 s limit. */
+	refill_expect_ends(_metadata, self, 0, 1);
+}
+
+/*
+ * A guest that has taken every packet it was given and asked for a call
+ * again has caught up: the next look ends the wait, whether or not it
+ * posted anything since. @event_idx: the guest asks with used_event at
+ * the device's used index, having left it far behind while it polled (as
+ * Linux's driver does), instead of clearing VRING_AVAIL_F_NO_INTERRUPT.
+ */
+static void refill_wait_ends_on_catch_up(struct __test_metadata *_metadata,
+					 FIXTURE_DATA(net) *self, const char *path, bool event_idx)
+{
+	/* The first look, half-way through the wait: time to catch up. */
+	const long look_us = REFILL_TEST_US / 2;
+	struct vring_drv *rxq;
+	int64_t began;
+
+	if (event_idx) {
+		net_dev_close(&self->nd);
+		ASSERT_EQ(0, net_dev_open(&self->nd, path, &self->mem, RING_NUM,
+					  F_DEFAULT | F(VIRTIO_RING_F_EVENT_IDX)));
+		ASSERT_EQ(0, net_attach(&self->nd, self->tap));
+	}
+	rxq = &self->nd.vq[NET_VQ_RX];
+	vring_set_used_event(rxq, 0);
+	began = refill_shortage(_metadata, self, look_us);
 	ASSERT_EQ(0, net_rx_post(&self->nd, 4, 2048));
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
-	expect_no_used(_metadata, &self->nd, NET_VQ_RX, 2);
-	if (now_ms() - t0 > REFILL_TEST_US / 2000)
-		SKIP(return, "the test VM took %lld ms to check a 1 s wait",
-		     (long long)(now_ms() - t0));
+	if (event_idx)
+		vring_set_used_event(rxq, 2);
+	else
+		vring_set_avail_flags(rxq, 0);
+	if (now_ms() - began > look_us / 1000 / 2)
+		SKIP(return, "the test VM took %lld ms to catch up", (long long)(now_ms() - began));
 	refill_expect_frames(_metadata, self, 2, 4);
-	EXPECT_EQ(1, fdinfo_value(self->nd.dev.fd, "rx_refill_waits"));
-	EXPECT_EQ(4, fdinfo_value(self->nd.dev.fd, "rx_packets"));
+	EXPECT_GT(REFILL_TEST_US / 1000 * 9 / 10, now_ms() - began)
+		TH_LOG("the wait went on after the guest caught up");
+	refill_expect_ends(_metadata, self, 1, 0);
+}
+
+TEST_F_TIMEOUT(net, rx_refill_wait_ends_when_the_guest_catches_up, 60)
+{
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net fills buffers as they come");
+	refill_wait_ends_on_catch_up(_metadata, self, variant->path, false);
+}
+
+TEST_F_TIMEOUT(net, rx_refill_wait_ends_when_the_guest_catches_up_event_idx, 60)
+{
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net fills buffers as they come");
+	refill_wait_ends_on_catch_up(_metadata, self, variant->path, true);
+}
+
+/*
+ * A driver that polls with calls off for good (DPDK's) never asks for a
+ * call: that it posts nothing is all it shows of having caught up. At the
+ * default look, its frames come as soon as it posts buffers and kicks.
+ */
+TEST_F_TIMEOUT(net, rx_refill_wait_ends_when_the_guest_posts_nothing, 60)
+{
+	int64_t began;
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net fills buffers as they come");
+	began = refill_shortage(_metadata, self, 50);
+	ASSERT_EQ(0, net_rx_post(&self->nd, 4, 2048));
+	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
+	refill_expect_frames(_metadata, self, 2, 4);
+	EXPECT_GT(REFILL_TEST_US / 1000 / 2, now_ms() - began)
+		TH_LOG("a guest that posted nothing was waited for");
+	refill_expect_ends(_metadata, self, 0, 1);
 }
 
 /* A guest that sent something lately may wait for this very frame: no wait. */
@@ -2722,7 +2837,7 @@ TEST_F_TIMEOUT(net, rx_refill_wait_spares_a_guest_that_talks, 60)
 		SKIP(return, "vhost_net fills buffers as they come");
 	tx_as_driver(_metadata, self, 99);
 	t_tx = now_ms();
-	refill_start(_metadata, self, REFILL_TEST_US, 2, 4);
+	refill_start(_metadata, self, REFILL_TEST_US, REFILL_TEST_US, 2, 4);
 	refill_expect_frames(_metadata, self, 0, 2);
 	/* The shortage began by now. */
 	elapsed = now_ms() - t_tx;
@@ -2741,7 +2856,8 @@ TEST_F_TIMEOUT(net, rx_refill_wait_spares_a_guest_that_talks, 60)
 /*
  * A backend detached during a wait ends it (no timer left on the ring:
  * KASAN on the debug kernel; the fixture then closes the device): once
- * attached again, the frames arrive at once.
+ * attached again, the frames arrive at once. The look is the whole 1 s,
+ * so nothing else could end the wait sooner.
  */
 TEST_F_TIMEOUT(net, rx_refill_wait_ends_when_the_backend_is_detached, 60)
 {
@@ -2749,34 +2865,41 @@ TEST_F_TIMEOUT(net, rx_refill_wait_ends_when_the_backend_is_detached, 60)
 
 	if (!variant->kvmx)
 		SKIP(return, "vhost_net fills buffers as they come");
-	refill_shortage(_metadata, self);
+	refill_shortage(_metadata, self, REFILL_TEST_US);
 	ASSERT_EQ(0, net_rx_post(&self->nd, 4, 2048));
 	t0 = now_ms();
 	ASSERT_EQ(0, net_set_backend(&self->nd, NET_VQ_RX, -1));
 	ASSERT_EQ(0, net_set_backend(&self->nd, NET_VQ_RX, self->tap));
 	refill_expect_frames(_metadata, self, 2, 4);
 	EXPECT_GT(REFILL_TEST_US / 2000, now_ms() - t0) TH_LOG("the wait outlived the backend");
+	refill_expect_ends(_metadata, self, 0, 0);
 	/*
 	 * Two frames for the 2 buffers left, a third short of one: a wait
 	 * that the close (fixture teardown) cuts short.
 	 */
-	refill_start(_metadata, self, REFILL_TEST_US, 0, 3);
+	refill_start(_metadata, self, REFILL_TEST_US, REFILL_TEST_US, 0, 3);
 	ASSERT_EQ(2, fdinfo_wait(self->nd.dev.fd, "rx_refill_waits", 2));
 }
 
 TEST_F(net, rx_refill_wait_us_0_fills_at_once_and_refuses_garbage)
 {
-	static const char * const bad[] = { "soon", "-1", "1000001" };
+	static const char * const bad_wait[] = { "soon", "-1", "1000001" };
+	static const char * const bad_look[] = { "0", "9", "1000001", "often" };
 	unsigned int i;
 
 	if (!variant->kvmx)
 		SKIP(return, "rx_refill_wait_us is a parameter of kvmx_vhost_net only");
-	refill_start(_metadata, self, 0, 2, 4);
-	for (i = 0; i < ARRAY_SIZE(bad); i++) {
-		EXPECT_EQ(-EINVAL, param_write(REFILL_PARAM, bad[i]))
-			TH_LOG("rx_refill_wait_us given '%s'", bad[i]);
+	refill_start(_metadata, self, 0, 50, 2, 4);
+	for (i = 0; i < ARRAY_SIZE(bad_wait); i++) {
+		EXPECT_EQ(-EINVAL, param_write(REFILL_PARAM, bad_wait[i]))
+			TH_LOG("rx_refill_wait_us given '%s'", bad_wait[i]);
+	}
+	for (i = 0; i < ARRAY_SIZE(bad_look); i++) {
+		EXPECT_EQ(-EINVAL, param_write(REFILL_LOOK_PARAM, bad_look[i]))
+			TH_LOG("rx_refill_look_us given '%s'", bad_look[i]);
 	}
 	EXPECT_EQ(0, param_read_long(REFILL_PARAM));
+	EXPECT_EQ(50, param_read_long(REFILL_LOOK_PARAM));
 	refill_expect_frames(_metadata, self, 0, 2);
 	ASSERT_EQ(0, net_rx_post(&self->nd, 4, 2048));
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
