@@ -331,8 +331,8 @@ static bool net_rx_wait_for_refill(struct net_queue *q)
  * no buffer since the last look: a driver that polls with calls off for
  * good (DPDK's) shows it has nothing left to take only so, and a ring
  * whose every buffer is posted can take no more. A fast guest that fell
- * behind for a burst thus loses a look's time at most, which tun's queue
- * absorbs. Otherwise the wait ends at refill_until.
+ * behind for a burst thus loses a look or two, which tun's queue absorbs.
+ * Otherwise the wait ends at refill_until.
  *
  * Return: true when the handler may go on; otherwise the timer brings it
  * back for another look.
