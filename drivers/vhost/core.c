@@ -747,6 +747,19 @@ static int read_avail_u16(struct kvmx_vq *vq, size_t off, u16 *val)
 	return 0;
 }
 
+/**
+ * kvmx_vq_read_avail_idx - the guest's avail index as it is now
+ * @vq: the virtqueue, mutex held
+ * @idx: where it goes
+ *
+ * Return: 0, or -EFAULT when the ring cannot be read.
+ */
+int kvmx_vq_read_avail_idx(struct kvmx_vq *vq, u16 *idx)
+{
+	return read_avail_u16(vq, offsetof(struct vring_avail, idx), idx);
+}
+EXPORT_SYMBOL_GPL(kvmx_vq_read_avail_idx);
+
 static bool kvmx_ring_access_ok(struct kvmx_vq *vq)
 {
 	u32 num = vq->num;
@@ -891,7 +904,7 @@ int kvmx_vq_get_chain(struct kvmx_vq *vq, struct kvmx_chain *chain)
 		return vq->last_error;
 
 	if (vq->avail_idx_shadow == vq->last_avail_idx) {
-		if (read_avail_u16(vq, offsetof(struct vring_avail, idx), &avail_idx)) {
+		if (kvmx_vq_read_avail_idx(vq, &avail_idx)) {
 			kvmx_vq_fail(vq, -EFAULT, KVMX_FAULT_NONE);
 			return -EFAULT;
 		}
@@ -1031,11 +1044,30 @@ bool kvmx_vq_avail_empty(struct kvmx_vq *vq)
 
 	if (vq->avail_idx_shadow != vq->last_avail_idx)
 		return false;
-	if (read_avail_u16(vq, offsetof(struct vring_avail, idx), &avail_idx))
+	if (kvmx_vq_read_avail_idx(vq, &avail_idx))
 		return false;
 	return avail_idx == vq->last_avail_idx;
 }
 EXPORT_SYMBOL_GPL(kvmx_vq_avail_empty);
+
+/*
+ * Without EVENT_IDX, the guest asks for calls by leaving
+ * VRING_AVAIL_F_NO_INTERRUPT clear. An unreadable ring reads as asking.
+ */
+static bool kvmx_vq_flags_ask_for_calls(struct kvmx_vq *vq)
+{
+	u16 flags;
+
+	if (read_avail_u16(vq, offsetof(struct vring_avail, flags), &flags))
+		return true;
+	return !(flags & VRING_AVAIL_F_NO_INTERRUPT);
+}
+
+/* With EVENT_IDX: used_event sits right after the avail ring. */
+static int read_used_event(struct kvmx_vq *vq, u16 *val)
+{
+	return read_avail_u16(vq, avail_ring_off(vq->num), val);
+}
 
 static bool kvmx_vq_should_signal(struct kvmx_vq *vq)
 {
@@ -1044,11 +1076,8 @@ static bool kvmx_vq_should_signal(struct kvmx_vq *vq)
 
 	/* Our used index write must be visible before we read their wishes. */
 	smp_mb();
-	if (!kvmx_vq_has_feature(vq, VIRTIO_RING_F_EVENT_IDX)) {
-		if (read_avail_u16(vq, offsetof(struct vring_avail, flags), &val))
-			return true;
-		return !(val & VRING_AVAIL_F_NO_INTERRUPT);
-	}
+	if (!kvmx_vq_has_feature(vq, VIRTIO_RING_F_EVENT_IDX))
+		return kvmx_vq_flags_ask_for_calls(vq);
 
 	old = vq->signalled_used;
 	valid = vq->signalled_used_valid;
@@ -1057,24 +1086,10 @@ static bool kvmx_vq_should_signal(struct kvmx_vq *vq)
 	vq->signalled_used_valid = true;
 	if (unlikely(!valid))
 		return true;
-	/* used_event sits right after the avail ring. */
-	if (read_avail_u16(vq, avail_ring_off(vq->num), &val))
+	if (read_used_event(vq, &val))
 		return true;
 	return kvmx_need_event(val, new, old);
 }
-
-/**
- * kvmx_vq_read_avail_idx - the guest's avail index as it is now
- * @vq: the virtqueue, mutex held
- * @idx: where it goes
- *
- * Return: 0, or -EFAULT when the ring cannot be read.
- */
-int kvmx_vq_read_avail_idx(struct kvmx_vq *vq, u16 *idx)
-{
-	return read_avail_u16(vq, offsetof(struct vring_avail, idx), idx);
-}
-EXPORT_SYMBOL_GPL(kvmx_vq_read_avail_idx);
 
 /**
  * kvmx_vq_guest_caught_up - has the guest taken every used entry and gone idle?
@@ -1094,12 +1109,9 @@ bool kvmx_vq_guest_caught_up(struct kvmx_vq *vq)
 
 	/* Our used index write must be visible before we read their wishes. */
 	smp_mb();
-	if (!kvmx_vq_has_feature(vq, VIRTIO_RING_F_EVENT_IDX)) {
-		if (read_avail_u16(vq, offsetof(struct vring_avail, flags), &val))
-			return true;
-		return !(val & VRING_AVAIL_F_NO_INTERRUPT);
-	}
-	if (read_avail_u16(vq, avail_ring_off(vq->num), &val))
+	if (!kvmx_vq_has_feature(vq, VIRTIO_RING_F_EVENT_IDX))
+		return kvmx_vq_flags_ask_for_calls(vq);
+	if (read_used_event(vq, &val))
 		return true;
 	return val == vq->last_used_idx;
 }
@@ -1226,7 +1238,7 @@ bool kvmx_vq_enable_notify(struct kvmx_vq *vq)
 	}
 	/* Publish the request for kicks before checking for new buffers. */
 	smp_mb();
-	if (read_avail_u16(vq, offsetof(struct vring_avail, idx), &avail_idx))
+	if (kvmx_vq_read_avail_idx(vq, &avail_idx))
 		return false;
 	return avail_idx != vq->avail_idx_shadow;
 }
