@@ -289,9 +289,13 @@ module_param_cb(rx_refill_look_us, &net_refill_look_us_ops, &rx_refill_look_us, 
 MODULE_PARM_DESC(rx_refill_look_us,
 		 "How often (us, 10-1000000) an RX refill wait looks at the guest; a guest that posted no buffer since the last look is not busy, and the wait ends (default 50)");
 
-static u64 net_refill_look_ns(u64 left_ns)
+/* The next look of a refill wait that has @left_ns to run at most. */
+static void net_rx_refill_look_later(struct net_queue *q, u64 left_ns)
 {
-	return min_t(u64, left_ns, (u64)READ_ONCE(rx_refill_look_us) * NSEC_PER_USEC);
+	u64 look_ns = (u64)READ_ONCE(rx_refill_look_us) * NSEC_PER_USEC;
+
+	hrtimer_start(&q->refill_timer, ns_to_ktime(min(left_ns, look_ns)),
+		      HRTIMER_MODE_REL_SOFT);
 }
 
 /*
@@ -319,8 +323,7 @@ static bool net_rx_wait_for_refill(struct net_queue *q)
 	q->refill_waited = true;
 	q->refill_waits++;
 	q->refill_until = ktime_add_ns(ktime_get(), wait_ns);
-	hrtimer_start(&q->refill_timer, ns_to_ktime(net_refill_look_ns(wait_ns)),
-		      HRTIMER_MODE_REL_SOFT);
+	net_rx_refill_look_later(q, wait_ns);
 	return true;
 }
 
@@ -357,9 +360,7 @@ static bool net_rx_refill_wait_over(struct net_queue *q)
 		goto over;
 	}
 	q->refill_avail = avail;
-	hrtimer_start(&q->refill_timer,
-		      ns_to_ktime(net_refill_look_ns(ktime_to_ns(ktime_sub(q->refill_until, now)))),
-		      HRTIMER_MODE_REL_SOFT);
+	net_rx_refill_look_later(q, ktime_to_ns(ktime_sub(q->refill_until, now)));
 	return false;
 over:
 	q->refill_until = 0;
