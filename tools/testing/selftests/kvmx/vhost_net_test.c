@@ -231,6 +231,15 @@ FIXTURE_TEARDOWN(net)
  * kvmx_core's kick_inline: whether a TX kick from one of our threads sends
  * in that thread on its way back from write(), or wakes the worker.
  */
+/* Open the device again with @features acked, and attach the tap. */
+static void net_reopen(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
+		       const char *path, uint64_t features)
+{
+	net_dev_close(&self->nd);
+	ASSERT_EQ(0, net_dev_open(&self->nd, path, &self->mem, RING_NUM, features));
+	ASSERT_EQ(0, net_attach(&self->nd, self->tap));
+}
+
 static void set_kick_inline(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self,
 			    bool on)
 {
@@ -600,10 +609,7 @@ TEST_F_TIMEOUT(net, rx_big_buffers_oversize_dropped, TEST_TIMEOUT_S)
 	unsigned int i;
 	uint16_t used;
 
-	net_dev_close(&self->nd);
-	ASSERT_EQ(0, net_dev_open(&self->nd, variant->path, &self->mem, RING_NUM,
-				  F(VIRTIO_F_VERSION_1)));
-	ASSERT_EQ(0, net_attach(&self->nd, self->tap));
+	net_reopen(_metadata, self, variant->path, F(VIRTIO_F_VERSION_1));
 	ASSERT_EQ(0, net_rx_post(&self->nd, 3, 1024));
 	ASSERT_EQ(0, vhost_kick(&self->nd.dev, NET_VQ_RX));
 	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
@@ -936,10 +942,7 @@ TEST_F_TIMEOUT(net, hostile_tx_shorter_than_header, TEST_TIMEOUT_S)
  */
 TEST_F_TIMEOUT(net, hostile_tx_indirect_not_negotiated, TEST_TIMEOUT_S)
 {
-	net_dev_close(&self->nd);
-	ASSERT_EQ(0, net_dev_open(&self->nd, variant->path, &self->mem, RING_NUM,
-				  F_DEFAULT & ~F(VIRTIO_RING_F_INDIRECT_DESC)));
-	ASSERT_EQ(0, net_attach(&self->nd, self->tap));
+	net_reopen(_metadata, self, variant->path, F_DEFAULT & ~F(VIRTIO_RING_F_INDIRECT_DESC));
 	net_frame(self->frame, 500, 1, &self->rng);
 	ASSERT_LE(0, tx(_metadata, &self->nd, self->frame, 500, NULL, 0, true));
 	if (variant->kvmx) {
@@ -1449,10 +1452,7 @@ static void tx_stream(struct __test_metadata *_metadata, FIXTURE_DATA(net) *self
 	unsigned int i;
 
 	ASSERT_NE(NULL, frames);
-	net_dev_close(&self->nd);
-	ASSERT_EQ(0, net_dev_open(&self->nd, path, &self->mem, RING_NUM,
-				  F_DEFAULT | (event_idx ? F(VIRTIO_RING_F_EVENT_IDX) : 0)));
-	ASSERT_EQ(0, net_attach(&self->nd, self->tap));
+	net_reopen(_metadata, self, path, F_DEFAULT | (event_idx ? F(VIRTIO_RING_F_EVENT_IDX) : 0));
 	g.nd = &self->nd;
 	for (i = 0; i < N; i++)
 		net_frame(frames[i], ETH_FRAME_MIN, i, &self->rng);
@@ -2771,12 +2771,8 @@ static void refill_wait_ends_on_catch_up(struct __test_metadata *_metadata,
 	struct vring_drv *rxq;
 	int64_t began;
 
-	if (event_idx) {
-		net_dev_close(&self->nd);
-		ASSERT_EQ(0, net_dev_open(&self->nd, path, &self->mem, RING_NUM,
-					  F_DEFAULT | F(VIRTIO_RING_F_EVENT_IDX)));
-		ASSERT_EQ(0, net_attach(&self->nd, self->tap));
-	}
+	if (event_idx)
+		net_reopen(_metadata, self, path, F_DEFAULT | F(VIRTIO_RING_F_EVENT_IDX));
 	rxq = &self->nd.vq[NET_VQ_RX];
 	vring_set_used_event(rxq, 0);
 	began = refill_shortage(_metadata, self, look_us);
