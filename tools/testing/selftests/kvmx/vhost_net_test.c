@@ -2824,6 +2824,29 @@ TEST_F_TIMEOUT(net, rx_refill_wait_ends_when_the_guest_posts_nothing, 60)
 	refill_expect_ends(_metadata, self, 0, 1);
 }
 
+/*
+ * A ring the VMM no longer lets us read (guest memory made PROT_NONE)
+ * during a wait: the look that cannot read it ends the wait (an
+ * unreadable ring reads as caught up), and the handler meets the fault
+ * where the core reports it, on the err eventfd, instead of waiting on.
+ */
+TEST_F_TIMEOUT(net, rx_refill_wait_ends_when_the_ring_cannot_be_read, 60)
+{
+	void *page = (void *)((uintptr_t)self->nd.vq[NET_VQ_RX].avail &
+			      ~(uintptr_t)(GUEST_PAGE_SIZE - 1));
+
+	if (!variant->kvmx)
+		SKIP(return, "vhost_net fills buffers as they come");
+	refill_shortage(_metadata, self, REFILL_BUSY_LOOK_US);
+	ASSERT_EQ(0, mprotect(page, GUEST_PAGE_SIZE, PROT_NONE));
+	EXPECT_EQ(1, eventfd_wait(self->nd.dev.vq[NET_VQ_RX].err, WAIT_MS))
+		TH_LOG("expected the RX err eventfd once the ring could not be read");
+	ASSERT_EQ(0, mprotect(page, GUEST_PAGE_SIZE, PROT_READ | PROT_WRITE));
+	EXPECT_EQ(1, fdinfo_value(self->nd.dev.fd, "rx_refill_waits"));
+	EXPECT_EQ(1, fdinfo_value(self->nd.dev.fd, "rx_refill_caught_up"));
+	EXPECT_EQ(2, fdinfo_value(self->nd.dev.fd, "rx_packets"));
+}
+
 /* A guest that sent something lately may wait for this very frame: no wait. */
 TEST_F_TIMEOUT(net, rx_refill_wait_spares_a_guest_that_talks, 60)
 {
